@@ -1,0 +1,1 @@
+"""The TransFusion method in pure PyTorch (no Kedro import anywhere in this package)."""
