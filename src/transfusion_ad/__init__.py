@@ -1,3 +1,3 @@
-"""TransFusion AD: transparency-based diffusion for surface anomaly detection, as a Kedro project."""
+"""TransFusion AD: transparency-based diffusion for surface anomaly detection, in Kedro."""
 
 __version__ = "0.1.0"

@@ -38,7 +38,9 @@ DOWNLOAD_HINT = (
 
 
 def index_category(root: str | Path, category: str, layout: str = "auto") -> pd.DataFrame:
-    """Return the manifest of one category: columns split, label, defect_type, image_path, mask_path.
+    """Return the manifest of one category, one row per image.
+
+    Columns: split, label, defect_type, image_path, mask_path.
 
     ``label`` is 0 for good images and 1 for anomalous ones; ``mask_path`` is None for good
     images. Rows are sorted by split, defect type and file name. ``df.attrs["layout"]`` holds
@@ -90,8 +92,8 @@ def detect_layout(root: Path, category: str) -> str:
         return "folder"
     present = sorted(p.name for p in category_dir.iterdir()) if category_dir.is_dir() else []
     raise DataLayoutError(
-        f"Cannot recognise the layout of '{category_dir}' (it holds: {', '.join(present) or 'nothing'})."
-        " Expected either 'train/good', 'test/<defect>' and 'ground_truth/<defect>' (MVTec layout) "
+        f"Cannot recognise the layout of '{category_dir}' "
+        f"(it holds: {', '.join(present) or 'nothing'}). Expected either 'train/good', 'test/<defect>' and 'ground_truth/<defect>' (MVTec layout) "
         "or 'Data/Images/{Normal,Anomaly}' and 'Data/Masks/Anomaly' with "
         f"'{root / 'split_csv' / '1cls.csv'}' (VisA as distributed)."
     )
@@ -130,8 +132,8 @@ def _index_mvtec_like(category_dir: Path) -> list[dict]:
             if mask is None:
                 raise DataLayoutError(
                     f"Anomalous test image '{path}' has no mask: expected "
-                    f"'{mask_dir / (path.stem + '_mask.png')}' or '{mask_dir / (path.stem + '.png')}'."
-                    " Add the mask, or move the image to test/good if it is defect-free."
+                    f"'{mask_dir / (path.stem + '_mask.png')}' "
+                    f"or '{mask_dir / (path.stem + '.png')}'. Add the mask, or move the image to test/good if it is defect-free."
                 )
             rows.append(_row("test", 1, defect, path, mask))
     return rows
