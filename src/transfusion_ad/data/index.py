@@ -93,7 +93,8 @@ def detect_layout(root: Path, category: str) -> str:
     present = sorted(p.name for p in category_dir.iterdir()) if category_dir.is_dir() else []
     raise DataLayoutError(
         f"Cannot recognise the layout of '{category_dir}' "
-        f"(it holds: {', '.join(present) or 'nothing'}). Expected either 'train/good', 'test/<defect>' and 'ground_truth/<defect>' (MVTec layout) "
+        f"(it holds: {', '.join(present) or 'nothing'}). Expected either 'train/good', "
+        "'test/<defect>' and 'ground_truth/<defect>' (MVTec layout) "
         "or 'Data/Images/{Normal,Anomaly}' and 'Data/Masks/Anomaly' with "
         f"'{root / 'split_csv' / '1cls.csv'}' (VisA as distributed)."
     )
@@ -133,7 +134,8 @@ def _index_mvtec_like(category_dir: Path) -> list[dict]:
                 raise DataLayoutError(
                     f"Anomalous test image '{path}' has no mask: expected "
                     f"'{mask_dir / (path.stem + '_mask.png')}' "
-                    f"or '{mask_dir / (path.stem + '.png')}'. Add the mask, or move the image to test/good if it is defect-free."
+                    f"or '{mask_dir / (path.stem + '.png')}'. Add the mask, or move the image "
+                    "to test/good if it is defect-free."
                 )
             rows.append(_row("test", 1, defect, path, mask))
     return rows
