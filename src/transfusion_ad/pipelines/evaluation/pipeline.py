@@ -1,0 +1,62 @@
+"""evaluation: outputs -> fused maps -> thresholds (holdout) -> metrics, figures, report."""
+
+from kedro.pipeline import Node, Pipeline
+
+from transfusion_ad.pipelines.evaluation.nodes import (
+    calibrate,
+    compute_metrics,
+    fuse_anomaly_maps,
+    make_figures,
+    write_report,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                fuse_anomaly_maps,
+                inputs=["test_outputs", "test_set", "params:evaluation"],
+                outputs="anomaly_maps",
+                name="fuse_test_anomaly_maps",
+            ),
+            Node(
+                fuse_anomaly_maps,
+                inputs=["holdout_outputs", "holdout_set", "params:evaluation"],
+                outputs="holdout_maps",
+                name="fuse_holdout_anomaly_maps",
+            ),
+            Node(
+                calibrate,
+                inputs=["holdout_maps", "params:evaluation"],
+                outputs="thresholds",
+                name="calibrate_thresholds_on_holdout",
+            ),
+            Node(
+                compute_metrics,
+                inputs=["anomaly_maps", "test_set", "thresholds", "params:evaluation"],
+                outputs=["metrics", "metrics_history", "mlflow_metrics"],
+                name="compute_test_metrics",
+            ),
+            Node(
+                make_figures,
+                inputs=["anomaly_maps", "test_set", "metrics"],
+                outputs=["evaluation_figures", "figure_names"],
+                name="plot_evaluation_figures",
+            ),
+            Node(
+                write_report,
+                inputs=[
+                    "metrics",
+                    "figure_names",
+                    "params:dataset",
+                    "params:category",
+                    "params:image_size",
+                    "params:model",
+                    "params:evaluation",
+                ],
+                outputs="report",
+                name="write_category_report",
+            ),
+        ]
+    )

@@ -1,0 +1,26 @@
+"""inference: model checkpoint + image sets -> soft masks and reconstructions."""
+
+from kedro.pipeline import Node, Pipeline
+
+from transfusion_ad.pipelines.inference.nodes import infer_holdout_set, infer_test_set
+
+_SETTINGS = ["params:inference", "params:image_size", "params:model", "params:device"]
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                infer_test_set,
+                inputs=["model_checkpoint", "test_set", *_SETTINGS],
+                outputs="test_outputs",
+                name="reverse_process_test_images",
+            ),
+            Node(
+                infer_holdout_set,
+                inputs=["model_checkpoint", "holdout_set", *_SETTINGS],
+                outputs="holdout_outputs",
+                name="reverse_process_holdout_images",
+            ),
+        ]
+    )

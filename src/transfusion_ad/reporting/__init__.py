@@ -1,0 +1,1 @@
+"""Figures and reports: overlays, synthetic-anomaly previews, score plots, per-category report."""
