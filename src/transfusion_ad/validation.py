@@ -36,30 +36,47 @@ def _device_ok(value: Any) -> bool:
 # (dotted key, predicate, rule shown to the user)
 RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("dataset", lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"),
-    ("image_size", lambda v: _is_int(v) and v >= 32 and v % 32 == 0,
-     "a positive multiple of 32 (Perlin lattice up to 32 cells, 8x8 tiles, down-sampling)"),
+    (
+        "image_size",
+        lambda v: _is_int(v) and v >= 32 and v % 32 == 0,
+        "a positive multiple of 32 (Perlin lattice up to 32 cells, 8x8 tiles, down-sampling)",
+    ),
     ("seed", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     ("device", _device_ok, "auto, cpu, cuda, cuda:N or mps"),
-    ("model.base_width", lambda v: _is_int(v) and v > 0 and v % 32 == 0,
-     "a positive multiple of 32 (GroupNorm(32) on every concatenation)"),
-    ("model.num_steps", lambda v: _is_int(v) and v >= 3,
-     "an integer >= 3 (the reverse process runs t = T-2 ... 1)"),
-    ("training.batch_size", lambda v: _is_int(v) and v >= 2,
-     "an integer >= 2 (each batch needs one anomalous and one normal sample)"),
+    (
+        "model.base_width",
+        lambda v: _is_int(v) and v > 0 and v % 32 == 0,
+        "a positive multiple of 32 (GroupNorm(32) on every concatenation)",
+    ),
+    (
+        "model.num_steps",
+        lambda v: _is_int(v) and v >= 3,
+        "an integer >= 3 (the reverse process runs t = T-2 ... 1)",
+    ),
+    (
+        "training.batch_size",
+        lambda v: _is_int(v) and v >= 2,
+        "an integer >= 2 (each batch needs one anomalous and one normal sample)",
+    ),
     ("training.epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("training.lr", lambda v: _is_number(v) and v > 0, "a number > 0"),
     ("inference.batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("inference.mask_divisor", lambda v: v in MASK_DIVISORS, f"one of {', '.join(MASK_DIVISORS)}"),
     ("evaluation.fusion_weight", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    ("evaluation.box_size", lambda v: _is_int(v) and v >= 1 and v % 2 == 1,
-     "an odd integer >= 1"),
+    ("evaluation.box_size", lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "an odd integer >= 1"),
     ("evaluation.fpr_limit", lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
     ("evaluation.resolution", lambda v: v in RESOLUTIONS, f"one of {', '.join(RESOLUTIONS)}"),
-    ("evaluation.threshold_quantile", lambda v: _is_number(v) and 0 <= v <= 1,
-     "a number in [0, 1]"),
+    (
+        "evaluation.threshold_quantile",
+        lambda v: _is_number(v) and 0 <= v <= 1,
+        "a number in [0, 1]",
+    ),
     ("data.holdout_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    ("synthesis.foreground.mode", lambda v: v in FOREGROUND_MODES,
-     f"one of {', '.join(FOREGROUND_MODES)}"),
+    (
+        "synthesis.foreground.mode",
+        lambda v: v in FOREGROUND_MODES,
+        f"one of {', '.join(FOREGROUND_MODES)}",
+    ),
 )
 
 

@@ -1,4 +1,4 @@
-"""Kedro dataset for tensors and checkpoints: torch.save, written atomically, optionally versioned."""
+"""Kedro dataset for tensors and checkpoints: torch.save, atomic writes, optional versions."""
 
 from __future__ import annotations
 
