@@ -1,0 +1,114 @@
+"""Training losses of spec §5: appearance MSE, focal + smooth-L1 mask loss, SSIM + L1 normal loss
+and the one-step-back image loss, with configurable weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import sigmoid_focal_loss
+
+from transfusion_ad.core.schedule import TransparencySchedule
+
+_SSIM_WINDOW = 11
+_SSIM_SIGMA = 1.5
+
+
+@dataclass
+class LossWeights:
+    """Weights of the loss terms (paper: all 1 except the factor 5 on the focal loss)."""
+
+    anomaly: float = 1.0
+    mask_focal: float = 5.0
+    mask_smooth_l1: float = 1.0
+    normal_ssim: float = 1.0
+    normal_l1: float = 1.0
+    step: float = 1.0
+
+
+def _gaussian_window(channels: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Normalised 11×11 Gaussian (σ = 1.5), one copy per channel: (C, 1, 11, 11)."""
+    coords = torch.arange(_SSIM_WINDOW, device=device, dtype=torch.float32) - _SSIM_WINDOW // 2
+    g = torch.exp(-(coords**2) / (2 * _SSIM_SIGMA**2))
+    g = g / g.sum()
+    window = torch.outer(g, g).to(dtype)
+    return window.expand(channels, 1, _SSIM_WINDOW, _SSIM_WINDOW).contiguous()
+
+
+def ssim(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean SSIM of pred vs target (B, C, H, W) -> scalar.
+
+    Per-channel 11×11 Gaussian window (σ = 1.5), zero padding 5. The dynamic range L is taken from
+    the prediction as in the reference: (255 if max > 128 else 1) − (−1 if min < −0.5 else 0),
+    computed on the device without a host sync.
+    """
+    if pred.shape != target.shape or pred.dim() != 4:
+        raise ValueError(
+            f"ssim expects two (B, C, H, W) tensors of the same shape, got {tuple(pred.shape)} "
+            f"and {tuple(target.shape)}."
+        )
+    channels = pred.shape[1]
+    window = _gaussian_window(channels, pred.device, pred.dtype)
+    pad = _SSIM_WINDOW // 2
+
+    def blur(x: Tensor) -> Tensor:
+        return F.conv2d(x, window, padding=pad, groups=channels)
+
+    high = torch.where(pred.max() > 128, 255.0, 1.0)
+    low = torch.where(pred.min() < -0.5, -1.0, 0.0)
+    dynamic_range = high - low
+    c1 = (0.01 * dynamic_range) ** 2
+    c2 = (0.03 * dynamic_range) ** 2
+
+    mu_p, mu_t = blur(pred), blur(target)
+    var_p = blur(pred * pred) - mu_p**2
+    var_t = blur(target * target) - mu_t**2
+    cov = blur(pred * target) - mu_p * mu_t
+    numerator = (2 * mu_p * mu_t + c1) * (2 * cov + c2)
+    denominator = (mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2)
+    return (numerator / denominator).mean()
+
+
+def transfusion_loss(
+    mask_logits: Tensor,
+    anomaly_hat: Tensor,
+    normal_hat: Tensor,
+    *,
+    x_t: Tensor,
+    x0: Tensor,
+    mask: Tensor,
+    anomaly_target: Tensor,
+    t: Tensor,
+    schedule: TransparencySchedule,
+    weights: LossWeights | None = None,
+) -> dict[str, Tensor]:
+    """All loss terms for one batch; each value is already weighted and "total" is their sum.
+
+    mask_logits, mask: (B, 1, H, W) (mask = true M); anomaly_hat, normal_hat, x_t, x0,
+    anomaly_target (= β_t·M⊙A): (B, 3, H, W); t: (B,) int64 in 1 … T−1.
+    The step term compares one reverse update with the predictions (mask binarised, hence no
+    gradient to the mask head) to the same update with the ground truth.
+    """
+    w = weights if weights is not None else LossWeights()
+    anomaly = w.anomaly * F.mse_loss(anomaly_hat, anomaly_target)
+
+    focal = sigmoid_focal_loss(mask_logits, mask, alpha=0.25, gamma=2.0, reduction="mean")
+    smooth = F.smooth_l1_loss(torch.sigmoid(mask_logits), mask, beta=1.0)
+    mask_term = w.mask_focal * focal + w.mask_smooth_l1 * smooth
+
+    normal = w.normal_ssim * (1.0 - ssim(normal_hat, x0)) + w.normal_l1 * F.l1_loss(normal_hat, x0)
+
+    predicted_mask = (torch.sigmoid(mask_logits) > 0.5).to(x_t.dtype)
+    predicted_prev = schedule.step(x_t, t, predicted_mask, anomaly_hat, normal_hat)
+    true_prev = schedule.step(x_t, t, mask, anomaly_target, x0)
+    step = w.step * F.mse_loss(predicted_prev, true_prev)
+
+    return {
+        "total": anomaly + mask_term + normal + step,
+        "anomaly": anomaly,
+        "mask": mask_term,
+        "normal": normal,
+        "step": step,
+    }
