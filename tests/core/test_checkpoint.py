@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,17 @@ def test_atomic_save_round_trip_leaves_no_temporary_file(tmp_path: Path) -> None
     assert loaded["epoch"] == 1
     assert torch.equal(loaded["model_state"]["weight"], torch.full((4, 4), 1.0))
     assert _leftovers(path.parent) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_saved_file_gets_the_usual_permissions(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "checkpoint-epoch00001.pt"
+        atomic_save(_payload(1), path)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by the team, not 0600
 
 
 def test_failed_save_keeps_the_old_file_and_cleans_up(

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +79,11 @@ def atomic_save(payload: dict[str, Any], path: Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A unique name opened exclusively ("x"), not mkstemp, so the file gets the usual umask
+    # permissions instead of 0600.
+    tmp_name = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with open(tmp_name, "xb") as stream:
             torch.save(payload, stream)
             stream.flush()
             os.fsync(stream.fileno())
