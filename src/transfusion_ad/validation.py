@@ -71,6 +71,11 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
         lambda v: _is_number(v) and 0 <= v <= 1,
         "a number in [0, 1]",
     ),
+    (
+        "evaluation.pixel_threshold_quantile",
+        lambda v: _is_number(v) and 0 <= v <= 1,
+        "a number in [0, 1]",
+    ),
     ("data.holdout_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     (
         "synthesis.foreground.mode",

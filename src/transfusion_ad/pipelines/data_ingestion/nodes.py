@@ -53,7 +53,7 @@ def _image_set(rows: pd.DataFrame, image_size: int, data: dict[str, Any], desc: 
     return {
         "images": loaded.images,
         "paths": loaded.paths,
-        "labels": torch.as_tensor(kept["label"].to_numpy(), dtype=torch.long),
+        "labels": torch.tensor(kept["label"].to_numpy(), dtype=torch.long),
         # A CSV round trip turns None into NaN: keep only real paths.
         "mask_paths": [p if isinstance(p, str) and p else None for p in kept["mask_path"]],
         "skipped": loaded.skipped,

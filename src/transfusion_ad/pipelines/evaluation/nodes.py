@@ -51,6 +51,7 @@ def calibrate(holdout_maps: dict, evaluation: dict) -> dict[str, float]:
         holdout_maps["scores"].numpy(),
         holdout_maps["maps"].numpy(),
         quantile=evaluation["threshold_quantile"],
+        pixel_quantile=evaluation["pixel_threshold_quantile"],
     )
     logger.info("Calibrated thresholds: %s", thresholds)
     return thresholds

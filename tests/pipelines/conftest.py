@@ -1,0 +1,94 @@
+"""Pipeline fixtures: the real conf (quick environment) shrunk to a seconds-long recipe, and a
+catalog of MemoryDatasets that the stages fill one after another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.framework.startup import bootstrap_project
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from transfusion_ad.data import index_category
+from transfusion_ad.pipeline_registry import register_pipelines
+from transfusion_ad.settings import CONFIG_LOADER_ARGS
+
+# Small enough for seconds on 2 cores, and still every mechanism of the method.
+TINY = {
+    "image_size": 32,
+    "model.base_width": 32,
+    "model.channel_mults": [1, 2],
+    "model.num_res_blocks": 1,
+    "model.attention_levels": [1],
+    "model.num_steps": 6,
+    "training.epochs": 1,
+    "training.progress": False,
+    "training.resume": False,
+    "evaluation.box_size": 3,
+}
+
+
+def load_parameters(project_root, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a `kedro run --env quick --params ...` would see."""
+    args = {k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"}
+    loader = OmegaConfigLoader(
+        conf_source=str(project_root / "conf"),
+        env="quick",
+        runtime_params=overrides,
+        **args,
+    )
+    return loader["parameters"]
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+@pytest.fixture(scope="session")
+def tiny_parameters(project_root, tmp_path_factory) -> dict[str, Any]:
+    checkpoints = tmp_path_factory.mktemp("checkpoints")
+    overrides = _nest({**TINY, "training.checkpoint_dir": str(checkpoints)})
+    return load_parameters(project_root, overrides)
+
+
+class KeptMemoryDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so later stages and tests can read it."""
+
+    def _release(self) -> None:
+        return None
+
+
+def _catalog(parameters: dict[str, Any], sample_root, outputs: set[str]) -> DataCatalog:
+    catalog = DataCatalog({name: KeptMemoryDataset(copy_mode="assign") for name in outputs})
+    catalog["category_index"] = index_category(sample_root, "fryum")
+    catalog["parameters"] = parameters
+
+    def add(prefix: str, value: Any) -> None:
+        catalog[f"params:{prefix}"] = value
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                add(f"{prefix}.{key}", inner)
+
+    for key, value in parameters.items():
+        add(key, value)
+    return catalog
+
+
+@pytest.fixture(scope="session")
+def staged_catalog(tiny_parameters, sample_root, project_root) -> DataCatalog:
+    """Run the five stages one after another, each alone, on one catalog of MemoryDatasets."""
+    bootstrap_project(project_root)
+    pipelines = register_pipelines()
+    catalog = _catalog(tiny_parameters, sample_root, pipelines["train_eval"].all_outputs())
+    for stage in ("data_ingestion", "anomaly_synthesis", "training", "inference", "evaluation"):
+        SequentialRunner().run(pipelines[stage], catalog)
+    return catalog
