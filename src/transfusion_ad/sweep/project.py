@@ -1,0 +1,68 @@
+"""The Kedro project a sweep runs: sessions per category, the metrics and data root they use.
+
+Why: the driver and every Ray worker must see the project exactly as ``kedro run`` would (same
+environment, runtime parameters, catalog and MLflow configuration), so both go through a
+``KedroSession`` built here rather than reading files by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PACKAGE = "transfusion_ad"
+PIPELINE = "train_eval"
+METRICS_DATASET = "metrics"  # catalog entry written last by the evaluation pipeline
+INDEX_DATASET = "category_index"  # catalog entry whose ``root`` is the dataset's data root
+
+
+@dataclass(frozen=True)
+class KedroTarget:
+    """The project, environment and runtime parameters shared by all categories of a sweep.
+
+    ``params`` are the runtime parameters (``--params``), ``dataset`` included once known; the
+    category is added per session.
+    """
+
+    project_path: Path
+    env: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def runtime_params(self, category: str | None = None) -> dict[str, Any]:
+        """The runtime parameters of one category's session (the defaults when ``None``)."""
+        params = dict(self.params)
+        if category is not None:
+            params["category"] = category
+        return params
+
+    @contextmanager
+    def session(self, category: str | None = None) -> Iterator[Any]:
+        """A ``KedroSession`` of the project for ``category``, closed on exit."""
+        from kedro.framework.project import configure_project
+        from kedro.framework.session import KedroSession
+
+        configure_project(PACKAGE)
+        with KedroSession.create(
+            project_path=self.project_path,
+            env=self.env,
+            runtime_params=self.runtime_params(category),
+        ) as session:
+            yield session
+
+    def stored_metrics(self, category: str) -> dict[str, Any] | None:
+        """The category's latest metrics through the catalog, or None when it has none yet."""
+        with self.session(category) as session:
+            catalog = session.load_context().catalog
+            return catalog.load(METRICS_DATASET) if catalog.exists(METRICS_DATASET) else None
+
+
+def dataset_and_root(target: KedroTarget) -> tuple[str, Path]:
+    """(dataset, data root) as the project's configuration resolves them for ``target``."""
+    with target.session() as session:
+        context = session.load_context()
+        dataset = context.params["dataset"]
+        root = Path(context.config_loader["catalog"][INDEX_DATASET]["root"])
+    return dataset, root if root.is_absolute() else target.project_path / root

@@ -1,0 +1,82 @@
+"""One category's run inside a Ray worker: a Kedro ``train_eval`` session under a child MLflow run.
+
+Why a child run opened here: kedro-mlflow logs into an MLflow run that is already active instead
+of opening its own (its documented hand-over for orchestrators), so the run is created with the
+sweep's parent run id and tag, and the category's params, metrics and artifacts land in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from transfusion_ad.sweep.project import METRICS_DATASET, PIPELINE, KedroTarget
+
+logger = logging.getLogger(__name__)
+
+SWEEP_TAG = "transfusion_ad.sweep_id"  # on the parent run and on every category run
+
+
+@dataclass(frozen=True)
+class CategoryTask:
+    """Everything a worker needs to run one category (sent to it by Ray, so plain data)."""
+
+    target: KedroTarget
+    category: str
+    sweep_id: str
+    parent_run_id: str | None
+    num_threads: int = 1
+
+
+@dataclass(frozen=True)
+class CategoryResult:
+    """How one category ended; ``metrics`` as written to its metrics.json (None if it failed)."""
+
+    category: str
+    succeeded: bool
+    seconds: float | None  # None when Ray lost the worker before it could say
+    error: str | None = None
+    run_id: str | None = None
+    metrics: dict[str, Any] | None = None
+
+
+def run_category(task: CategoryTask) -> CategoryResult:
+    """Run the ``train_eval`` pipeline for ``task.category``; never raises for a failed run.
+
+    CPU threads are pinned to ``num_threads`` (the task's CPUs) so parallel tasks do not
+    oversubscribe the cores; the GPU, if any, is the one Ray made visible.
+    """
+    import mlflow
+    import torch
+
+    torch.set_num_threads(task.num_threads)
+    os.chdir(task.target.project_path)  # relative paths in the configuration are the project's
+    started = time.monotonic()
+    run_id = None
+    try:
+        with task.target.session(task.category) as session:
+            context = session.load_context()  # kedro-mlflow sets the tracking URI and experiment
+            with mlflow.start_run(
+                run_name=context.mlflow.tracking.run.name,
+                parent_run_id=task.parent_run_id,
+                tags={SWEEP_TAG: task.sweep_id},
+            ) as run:
+                run_id = run.info.run_id
+                session.run(pipeline_name=PIPELINE)
+            metrics = context.catalog.load(METRICS_DATASET)
+    except Exception as error:
+        logger.error("Category '%s' failed:\n%s", task.category, traceback.format_exc())
+        return CategoryResult(
+            task.category,
+            succeeded=False,
+            seconds=time.monotonic() - started,
+            error=f"{type(error).__name__}: {error}",
+            run_id=run_id,
+        )
+    return CategoryResult(
+        task.category, True, time.monotonic() - started, run_id=run_id, metrics=metrics
+    )
