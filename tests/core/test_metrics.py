@@ -256,3 +256,96 @@ def test_compute_all_rejects_image_count_mismatch():
     maps, masks = good_pixels()
     with pytest.raises(ValueError, match="compute_all cannot be computed: 3 image scores but 2"):
         compute_all([0.1, 0.2, 0.3], [0, 1, 0], maps, masks)
+
+
+def reference_curve_at(x_points, y_points, grid):
+    """The piecewise-linear curve through the points, read at grid: the top of a vertical jump
+    at its own x, else the segment from the top of the left jump to the bottom of the right one."""
+    values = []
+    for x in grid:
+        j = np.searchsorted(x_points, x, side="right") - 1
+        if x_points[j] == x or j + 1 == len(x_points):
+            values.append(y_points[j])
+        else:
+            slope = (y_points[j + 1] - y_points[j]) / (x_points[j + 1] - x_points[j])
+            values.append(y_points[j] + slope * (x - x_points[j]))
+    return np.array(values)
+
+
+def reference_points(maps, masks, by_region):
+    """Official curve points, one per distinct score from the top: (FPR, TPR or PRO)."""
+    scores, normal, weights, num_regions = [], [], [], 0
+    for score_map, mask in zip(maps, masks, strict=True):
+        labeled, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        weight = np.zeros(mask.shape)
+        for region in range(1, count + 1):
+            weight[labeled == region] = 1.0 / (labeled == region).sum()
+        num_regions += count
+        scores.append(score_map.astype(np.float64).ravel())
+        normal.append(~mask.ravel())
+        weights.append(weight.ravel() if by_region else mask.ravel().astype(np.float64))
+    scores, normal, weights = map(np.concatenate, (scores, normal, weights))
+    order = np.argsort(-scores, kind="stable")
+    keep = np.append(scores[order][1:] != scores[order][:-1], True)
+    fpr = np.cumsum(normal[order]) / normal.sum()
+    total = num_regions if by_region else weights.sum()
+    y = np.minimum(np.cumsum(weights[order]) / total, 1.0)
+    return np.concatenate(([0.0], fpr[keep])), np.concatenate(([0.0], y[keep]))
+
+
+@pytest.mark.parametrize("chunk", [5, 1 << 22])
+@pytest.mark.parametrize("seed", range(3))
+def test_curves_match_the_official_points(monkeypatch, chunk, seed):
+    # Quantised maps: many ties and vertical jumps; tiny chunks split runs across chunks.
+    monkeypatch.setattr(metrics, "_CHUNK", chunk)
+    maps, masks = random_case(np.random.default_rng(seed), levels=3 + seed)
+    x, y = reference_points(maps, masks, by_region=False)
+    fpr, tpr = metrics.pixel_roc_curve(maps, masks, num_points=97)
+    np.testing.assert_allclose(fpr, np.linspace(0, 1, 97))
+    np.testing.assert_allclose(tpr, reference_curve_at(x, y, fpr), atol=1e-12)
+    x, y = reference_points(maps, masks, by_region=True)
+    fpr, pro = metrics.pro_curve(maps, masks, fpr_limit=0.3, num_points=61)
+    np.testing.assert_allclose(fpr, np.linspace(0, 0.3, 61))
+    np.testing.assert_allclose(pro, reference_curve_at(x, y, fpr), atol=1e-12)
+
+
+def test_curve_areas_match_the_metrics():
+    rng = np.random.default_rng(11)
+    maps, masks = random_case(rng, num=6, height=16, width=12)
+    maps = (ndimage.uniform_filter(rng.random(maps.shape), size=(1, 3, 3)) + masks * 0.1).astype(
+        np.float32
+    )
+    fpr, pro = metrics.pro_curve(maps, masks, fpr_limit=0.3, num_points=20001)
+    assert np.trapezoid(pro, fpr) / 0.3 == pytest.approx(aupro(maps, masks), abs=1e-4)
+    fpr, tpr = metrics.pixel_roc_curve(maps, masks, num_points=20001)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(pixel_auroc(maps, masks), abs=1e-4)
+    assert np.all(np.diff(pro) >= 0) and np.all(np.diff(tpr) >= 0)
+    assert tpr[-1] == 1.0
+
+
+def test_perfect_map_curves_are_one_from_the_start():
+    rng = np.random.default_rng(1)
+    _, masks = random_case(rng)
+    perfect = masks.astype(np.float32) + rng.random(masks.shape, dtype=np.float32) * 0.5
+    np.testing.assert_allclose(metrics.pro_curve(perfect, masks)[1], 1.0, atol=1e-12)
+    assert np.all(metrics.pixel_roc_curve(perfect, masks)[1] == 1.0)
+
+
+@pytest.mark.parametrize("curve", [metrics.pixel_roc_curve, metrics.pro_curve])
+def test_curves_reject_bad_input(curve):
+    maps, masks = good_pixels()
+    name = curve.__name__
+    with pytest.raises(ValueError, match=rf"{name} cannot be computed.*no defect pixel"):
+        curve(maps, np.zeros_like(masks))
+    with pytest.raises(ValueError, match=rf"{name} cannot be computed.*no defect-free pixel"):
+        curve(maps, np.ones_like(masks))
+    with pytest.raises(ValueError, match=rf"{name} cannot be computed.*\(2, 4, 4\).*\(2, 4, 5\)"):
+        curve(maps, np.zeros((2, 4, 5), bool))
+    with pytest.raises(ValueError, match=r"num_points must be an integer >= 2, got 1"):
+        curve(maps, masks, num_points=1)
+
+
+def test_pro_curve_rejects_bad_fpr_limit():
+    maps, masks = good_pixels()
+    with pytest.raises(ValueError, match=r"pro_curve cannot be computed: fpr_limit must be in"):
+        metrics.pro_curve(maps, masks, fpr_limit=0.0)

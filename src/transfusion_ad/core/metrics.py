@@ -7,6 +7,7 @@ its ground-truth region id in the low 32 bits) and the keys are sorted in place.
 about ten times faster than an argsort and needs no gather; the sorted keys are then swept in
 chunks from the highest score down, so no N×H×W float64 array is ever made. Scores are ranked in
 float32, the model's output precision (float64 maps are rounded to float32 first).
+The ROC and PRO curves drawn in the reports come from the same sweep, sampled at fixed FPRs.
 
 Maps are (N, H, W) float arrays, or a sequence of N (H_i, W_i) arrays when images differ in size
 (evaluation at native resolution); masks have the same shapes and are bool.
@@ -293,6 +294,16 @@ class _ProArea:
         return self.area / self.fpr_limit
 
 
+def _check_pixel_counts(counts: np.ndarray, metric: str) -> tuple[int, int]:
+    """(defect-free, defect) pixel counts from the per-id counts; both must be positive."""
+    num_normal, num_defect = int(counts[0]), int(counts[1:].sum())
+    if num_defect == 0:
+        raise _fail(metric, "the masks contain no defect pixel (no anomalous test image?)")
+    if num_normal == 0:
+        raise _fail(metric, "the masks contain no defect-free pixel")
+    return num_normal, num_defect
+
+
 def _pixel_metrics(
     maps: MapsLike, masks: MapsLike, names: tuple[str, ...], fpr_limit: float = 0.3
 ) -> dict[str, float]:
@@ -302,11 +313,7 @@ def _pixel_metrics(
         raise _fail(label, f"fpr_limit must be in (0, 1], got {fpr_limit}")
     pairs = _pixel_pairs(maps, masks, label)
     keys, counts = _sorted_keys(pairs, label_regions="aupro" in names)
-    num_normal, num_defect = int(counts[0]), int(counts[1:].sum())
-    if num_defect == 0:
-        raise _fail(label, "the masks contain no defect pixel (no anomalous test image?)")
-    if num_normal == 0:
-        raise _fail(label, "the masks contain no defect-free pixel")
+    num_normal, num_defect = _check_pixel_counts(counts, label)
     accumulators: dict[str, _RocArea | _AveragePrecision | _ProArea] = {}
     weights = None
     for name in names:
@@ -366,3 +373,74 @@ def compute_all(
     ordered = {name: results[name] for name in METRIC_NAMES}
     ordered[OPTIMISTIC_THRESHOLD_KEY] = threshold
     return ordered
+
+
+def _sample_curve(points: Iterator[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) -> np.ndarray:
+    """y at the sorted positions grid (G,) of the piecewise-linear curve through (0, 0) and the
+    streamed points (x non-decreasing, chunk by chunk).
+
+    Where several points share one x (a vertical jump), the value at that x is the top of the
+    jump; between two x values the curve runs from the top of the left jump to the bottom of the
+    right one, as the trapezoids of the areas do. Only the G samples are kept, never the curve.
+    """
+    values = np.empty(grid.size)
+    done, last_x, last_y = 0, 0.0, 0.0
+    for x, y in points:
+        xs, ys = np.concatenate(([last_x], x)), np.concatenate(([last_y], y))
+        # Grid positions left of this chunk's last x are final: later points lie further right.
+        stop = int(np.searchsorted(grid, xs[-1], side="left"))
+        values[done:stop] = np.interp(grid[done:stop], xs, ys)
+        done, last_x, last_y = stop, float(xs[-1]), float(ys[-1])
+        if done == grid.size:
+            return values
+    values[done:] = last_y
+    return values
+
+
+def _curve_grid(stop: float, num_points: int, metric: str) -> np.ndarray:
+    if not isinstance(num_points, int) or num_points < 2:
+        raise _fail(metric, f"num_points must be an integer >= 2, got {num_points!r}")
+    return np.linspace(0.0, stop, num_points)
+
+
+def pixel_roc_curve(
+    maps: MapsLike, masks: MapsLike, num_points: int = 1001
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-level ROC curve sampled at num_points evenly spaced FPRs in [0, 1]: (fpr, tpr).
+
+    The curve whose area pixel_auroc is, from the same single sort of the pixels; sampled so a
+    category of millions of pixels plots from a few kilobytes. maps/masks as pixel_auroc.
+    """
+    grid = _curve_grid(1.0, num_points, "pixel_roc_curve")
+    pairs = _pixel_pairs(maps, masks, "pixel_roc_curve")
+    keys, counts = _sorted_keys(pairs, label_regions=False)
+    num_normal, num_defect = _check_pixel_counts(counts, "pixel_roc_curve")
+    points = (
+        (normal / num_normal, defect / num_defect) for normal, defect, _ in _run_ends(keys, None)
+    )
+    return grid, _sample_curve(points, grid)
+
+
+def pro_curve(
+    maps: MapsLike, masks: MapsLike, fpr_limit: float = 0.3, num_points: int = 1001
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-region-overlap curve up to fpr_limit, sampled at num_points evenly spaced FPRs in
+    [0, fpr_limit]: (fpr, pro).
+
+    The curve whose normalised area aupro is (official MVTec AD points: one per distinct score,
+    PRO clipped to <= 1); its trapezoid area divided by fpr_limit tends to aupro as num_points
+    grows. maps/masks as aupro.
+    """
+    if not 0.0 < fpr_limit <= 1.0:
+        raise _fail("pro_curve", f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    grid = _curve_grid(fpr_limit, num_points, "pro_curve")
+    pairs = _pixel_pairs(maps, masks, "pro_curve")
+    keys, counts = _sorted_keys(pairs, label_regions=True)
+    num_normal, _ = _check_pixel_counts(counts, "pro_curve")
+    num_regions = counts.size - 1
+    weights = np.concatenate(([0.0], 1.0 / counts[1:]))
+    points = (
+        (normal / num_normal, np.minimum(weight / num_regions, 1.0))
+        for normal, _, weight in _run_ends(keys, weights)
+    )
+    return grid, _sample_curve(points, grid)
