@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from kedro.framework.startup import bootstrap_project
+from support import copy_project
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -38,3 +40,12 @@ def fryum_root() -> Path:
     if not (root / "fryum").is_dir():
         pytest.skip(f"full fryum data not found at {root} (only CI and developers have ../shared)")
     return root
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch) -> Path:
+    """A throw-away copy of the project, as the working directory, bootstrapped for sessions."""
+    target = copy_project(tmp_path / "project")
+    monkeypatch.chdir(target)
+    bootstrap_project(target)
+    return target

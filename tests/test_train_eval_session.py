@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,45 +12,13 @@ from pathlib import Path
 import mlflow
 import pytest
 from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
+from support import TINY_RUNTIME, tracking_uri
 
 from transfusion_ad.validation import ParameterError
 
-TINY_RUNTIME = {
-    "image_size": 32,
-    "model": {
-        "base_width": 32,
-        "channel_mults": [1, 2],
-        "num_res_blocks": 1,
-        "attention_levels": [1],
-        "num_steps": 6,
-    },
-    "training": {"epochs": 2, "progress": False},
-    "evaluation": {"box_size": 3},
-}
-
-
-@pytest.fixture
-def project_copy(project_root, tmp_path, monkeypatch) -> Path:
-    """conf/, pyproject.toml and the shipped sample in a temporary folder, as the cwd."""
-    target = tmp_path / "project"
-    shutil.copytree(project_root / "conf", target / "conf", ignore=shutil.ignore_patterns("local"))
-    (target / "conf" / "local").mkdir()
-    shutil.copy(project_root / "pyproject.toml", target / "pyproject.toml")
-    (target / "src").mkdir()  # the package itself is installed; Kedro only checks the folder
-    sample = Path("data") / "01_raw" / "sample"
-    shutil.copytree(project_root / sample, target / sample)
-    monkeypatch.chdir(target)
-    bootstrap_project(target)
-    return target
-
-
-def _tracking_uri(project: Path) -> str:
-    return f"sqlite:///{project / 'mlflow.db'}"
-
 
 def test_quick_train_eval_end_to_end(project_copy):
-    uri = _tracking_uri(project_copy)
+    uri = tracking_uri(project_copy)
     params = {**TINY_RUNTIME, "mlflow_tracking_uri": uri}
     with KedroSession.create(project_path=project_copy, env="quick", runtime_params=params) as s:
         s.run(pipeline_name="train_eval")
@@ -81,7 +48,7 @@ def test_quick_train_eval_end_to_end(project_copy):
 
 
 def test_missing_dataset_stops_at_once_with_data_layer_error(project_copy):
-    params = {"mlflow_tracking_uri": _tracking_uri(project_copy), "category": "capsule"}
+    params = {"mlflow_tracking_uri": tracking_uri(project_copy), "category": "capsule"}
     with (
         KedroSession.create(project_path=project_copy, runtime_params=params) as session,
         pytest.raises(Exception, match="does not exist.*Download MVTec AD") as error,
@@ -92,7 +59,7 @@ def test_missing_dataset_stops_at_once_with_data_layer_error(project_copy):
 
 
 def test_bad_image_size_is_refused_before_any_work(project_copy):
-    params = {"mlflow_tracking_uri": _tracking_uri(project_copy), "image_size": 100}
+    params = {"mlflow_tracking_uri": tracking_uri(project_copy), "image_size": 100}
     with (
         pytest.raises(ParameterError, match="'image_size' is 100 but must be a positive multiple"),
         KedroSession.create(project_path=project_copy, env="quick", runtime_params=params) as s,
@@ -102,7 +69,7 @@ def test_bad_image_size_is_refused_before_any_work(project_copy):
 
 
 def test_kedro_viz_build(project_copy):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": _tracking_uri(project_copy)}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(project_copy)}
     kedro = Path(sys.executable).with_name("kedro")
     result = subprocess.run(
         [str(kedro), "viz", "build"],

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.framework.startup import bootstrap_project
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
+from support import KeptMemoryDataset
 
 from transfusion_ad.data import index_category
 from transfusion_ad.pipeline_registry import register_pipelines
@@ -58,13 +59,6 @@ def tiny_parameters(project_root, tmp_path_factory) -> dict[str, Any]:
     checkpoints = tmp_path_factory.mktemp("checkpoints")
     overrides = _nest({**TINY, "training.checkpoint_dir": str(checkpoints)})
     return load_parameters(project_root, overrides)
-
-
-class KeptMemoryDataset(MemoryDataset):
-    """A MemoryDataset the runner cannot release, so later stages and tests can read it."""
-
-    def _release(self) -> None:
-        return None
 
 
 def _catalog(parameters: dict[str, Any], sample_root, outputs: set[str]) -> DataCatalog:

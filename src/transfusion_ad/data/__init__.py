@@ -2,7 +2,7 @@
 
 from transfusion_ad.data.errors import DataLayoutError, UnreadableImageError
 from transfusion_ad.data.images import load_image, load_mask
-from transfusion_ad.data.index import LAYOUTS, detect_layout, index_category
+from transfusion_ad.data.index import LAYOUTS, detect_layout, index_category, validate_manifest
 from transfusion_ad.data.loading import LoadedImages, TrainingImages, load_images, to_model_range
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "load_images",
     "load_mask",
     "to_model_range",
+    "validate_manifest",
 ]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from transfusion_ad.data.errors import DataLayoutError
+from transfusion_ad.data.errors import DataLayoutError, UnreadableImageError
 from transfusion_ad.data.images import image_size, is_image_file
 
 LAYOUTS = ("auto", "mvtec", "visa_1cls", "folder", "visa_raw")
@@ -37,14 +37,17 @@ DOWNLOAD_HINT = (
 )
 
 
-def index_category(root: str | Path, category: str, layout: str = "auto") -> pd.DataFrame:
+def index_category(
+    root: str | Path, category: str, layout: str = "auto", *, validate: bool = True
+) -> pd.DataFrame:
     """Return the manifest of one category, one row per image.
 
     Columns: split, label, defect_type, image_path, mask_path.
 
     ``label`` is 0 for good images and 1 for anomalous ones; ``mask_path`` is None for good
     images. Rows are sorted by split, defect type and file name. ``df.attrs["layout"]`` holds
-    the layout that was used.
+    the layout that was used. ``validate`` opens every header (see ``validate_manifest``);
+    pass False to list the files only and validate later.
     """
     if layout not in LAYOUTS:
         raise DataLayoutError(f"Unknown layout '{layout}'. Use one of: {', '.join(LAYOUTS)}.")
@@ -68,7 +71,10 @@ def index_category(root: str | Path, category: str, layout: str = "auto") -> pd.
     manifest["label"] = manifest["label"].astype(int)
     masks = manifest["mask_path"].astype(object)
     manifest["mask_path"] = masks.where(masks.notna(), None)
-    _validate(manifest, category_dir)
+    if (manifest["split"] == "test").sum() == 0:
+        raise DataLayoutError(f"No test images under '{category_dir / 'test'}'.")
+    if validate:
+        manifest, _ = validate_manifest(manifest)
     manifest.attrs["layout"] = resolved
     manifest.attrs["category"] = category
     return manifest
@@ -180,16 +186,36 @@ def _row(split: str, label: int, defect: str, image: Path, mask: Path | None) ->
     }
 
 
-def _validate(manifest: pd.DataFrame, category_dir: Path) -> None:
-    """Open every header: unreadable files and masks of the wrong size fail here, by name."""
+def validate_manifest(
+    manifest: pd.DataFrame, *, skip_unreadable: bool = False
+) -> tuple[pd.DataFrame, list[str]]:
+    """Open every image and mask header; return (manifest, unreadable files skipped).
+
+    An unreadable image (empty, not an image) raises naming the file, or with
+    ``skip_unreadable`` its row is dropped and the file listed. A mask whose size differs from
+    its image always raises: a misaligned mask would silently corrupt the pixel metrics.
+    """
+    keep: list[bool] = []
+    skipped: list[str] = []
     for row in manifest.itertuples(index=False):
-        size = image_size(row.image_path)
-        if row.mask_path is not None:
+        try:
+            size = image_size(row.image_path)
+        except UnreadableImageError:
+            if not skip_unreadable:
+                raise
+            skipped.append(row.image_path)
+            keep.append(False)
+            continue
+        keep.append(True)
+        if isinstance(row.mask_path, str):
             mask_size = image_size(row.mask_path)
             if mask_size != size:
                 raise DataLayoutError(
                     f"Mask '{row.mask_path}' is {mask_size[0]}x{mask_size[1]} but its image "
                     f"'{row.image_path}' is {size[0]}x{size[1]}. Masks must match their image."
                 )
-    if (manifest["split"] == "test").sum() == 0:
-        raise DataLayoutError(f"No test images under '{category_dir / 'test'}'.")
+    kept = manifest[keep].reset_index(drop=True)
+    kept.attrs.update(manifest.attrs)
+    if not (kept["split"] == "train").any():
+        raise DataLayoutError("No readable training image is left after skipping unreadable files.")
+    return kept, skipped

@@ -28,15 +28,17 @@ class CategoryIndexDataset(AbstractDataset[None, pd.DataFrame]):
         root: str,
         category: str,
         layout: str = "auto",
+        validate: bool = True,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._root = Path(root)
         self._category = category
         self._layout = layout
+        self._validate = validate
         self.metadata = metadata
 
     def load(self) -> pd.DataFrame:
-        return index_category(self._root, self._category, self._layout)
+        return index_category(self._root, self._category, self._layout, validate=self._validate)
 
     def save(self, data: pd.DataFrame) -> None:
         raise DatasetError(
@@ -45,7 +47,12 @@ class CategoryIndexDataset(AbstractDataset[None, pd.DataFrame]):
         )
 
     def _describe(self) -> dict[str, Any]:
-        return {"root": str(self._root), "category": self._category, "layout": self._layout}
+        return {
+            "root": str(self._root),
+            "category": self._category,
+            "layout": self._layout,
+            "validate": self._validate,
+        }
 
     def _exists(self) -> bool:
         return (self._root / self._category).is_dir()

@@ -5,16 +5,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 import torch
 
 from transfusion_ad.core.resize import resize_masks
-from transfusion_ad.data import load_images, load_mask
+from transfusion_ad.data import load_images, load_mask, validate_manifest
 
 logger = logging.getLogger(__name__)
 
 TRAIN, HOLDOUT, TEST = "train", "holdout", "test"
+
+
+def validate_index(
+    category_index: pd.DataFrame, data: dict[str, Any]
+) -> tuple[pd.DataFrame, list[str]]:
+    """Open every header; unreadable files stop the run or, with skip_unreadable, are dropped."""
+    return validate_manifest(category_index, skip_unreadable=data["skip_unreadable"])
 
 
 def split_holdout(category_index: pd.DataFrame, data: dict[str, Any], seed: int) -> pd.DataFrame:
@@ -83,3 +91,17 @@ def load_test_set(manifest: pd.DataFrame, image_size: int, data: dict[str, Any])
             "normal images; image AUROC needs both. Add test/good and test/<defect> images."
         )
     return test
+
+
+def record_skipped_images(
+    unreadable_headers: list[str], train_set: dict, holdout_set: dict, test_set: dict
+) -> dict[str, Any]:
+    """List every file skipped as unreadable; log the count to MLflow as data.skipped_images."""
+    skipped = sorted(
+        {*unreadable_headers, *train_set["skipped"], *holdout_set["skipped"], *test_set["skipped"]}
+    )
+    if skipped:
+        logger.warning("%d unreadable image(s) skipped: %s", len(skipped), ", ".join(skipped))
+    if mlflow.active_run() is not None:
+        mlflow.log_param("data.skipped_images", len(skipped))
+    return {"skipped_images": len(skipped), "files": skipped}

@@ -6,7 +6,9 @@ from transfusion_ad.pipelines.data_ingestion.nodes import (
     load_holdout_set,
     load_test_set,
     load_train_set,
+    record_skipped_images,
     split_holdout,
+    validate_index,
 )
 
 
@@ -14,8 +16,14 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                validate_index,
+                inputs=["category_index", "params:data"],
+                outputs=["validated_index", "unreadable_headers"],
+                name="validate_category_files",
+            ),
+            Node(
                 split_holdout,
-                inputs=["category_index", "params:data", "params:seed"],
+                inputs=["validated_index", "params:data", "params:seed"],
                 outputs="manifest",
                 name="split_holdout_normals",
             ),
@@ -36,6 +44,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["manifest", "params:image_size", "params:data"],
                 outputs="test_set",
                 name="load_test_images_and_masks",
+            ),
+            Node(
+                record_skipped_images,
+                inputs=["unreadable_headers", "train_set", "holdout_set", "test_set"],
+                outputs="data_quality",
+                name="record_skipped_images",
             ),
         ]
     )

@@ -1,0 +1,65 @@
+"""Helpers shared by the tests (importable as ``support``: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+from kedro.io import MemoryDataset
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# A recipe small enough for seconds on 2 cores that still has every mechanism of the method;
+# pass as runtime params (`--env quick` plus these).
+TINY_RUNTIME = {
+    "image_size": 32,
+    "model": {
+        "base_width": 32,
+        "channel_mults": [1, 2],
+        "num_res_blocks": 1,
+        "attention_levels": [1],
+        "num_steps": 6,
+    },
+    "training": {"epochs": 2, "progress": False},
+    "evaluation": {"box_size": 3},
+}
+
+
+def _deep_update(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_update(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def copy_project(target: Path) -> Path:
+    """conf/, pyproject.toml and the shipped sample in ``target`` (data/ and mlflow.db stay
+    out of the repository), plus a Kedro environment ``tiny``: quick shrunk to TINY_RUNTIME,
+    for subprocess runs (`kedro run --env tiny`), since list values cannot pass --params."""
+    shutil.copytree(PROJECT_ROOT / "conf", target / "conf", ignore=shutil.ignore_patterns("local"))
+    (target / "conf" / "local").mkdir()
+    tiny = target / "conf" / "tiny"
+    shutil.copytree(target / "conf" / "quick", tiny)
+    quick = yaml.safe_load((tiny / "parameters.yml").read_text())
+    (tiny / "parameters.yml").write_text(yaml.safe_dump(_deep_update(quick, TINY_RUNTIME)))
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", target / "pyproject.toml")
+    (target / "src").mkdir()  # the package itself is installed; Kedro only checks the folder
+    sample = Path("data") / "01_raw" / "sample"
+    shutil.copytree(PROJECT_ROOT / sample, target / sample)
+    return target
+
+
+def tracking_uri(project: Path) -> str:
+    """A sqlite MLflow store inside the project copy."""
+    return f"sqlite:///{project / 'mlflow.db'}"
+
+
+class KeptMemoryDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so later stages and tests can read it."""
+
+    def _release(self) -> None:
+        return None
