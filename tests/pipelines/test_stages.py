@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
+
+from transfusion_ad.pipelines.inference.nodes import check_recipe
 
 
 def test_data_ingestion_outputs(staged_catalog):
@@ -64,3 +67,12 @@ def test_evaluation_outputs(staged_catalog):
     report = staged_catalog.load("report")
     assert "image_auroc" in report and "figures/roc_curve.png" in report
     assert set(staged_catalog.load("figure_names")) >= {"roc_curve", "score_histogram"}
+
+
+def test_inference_refuses_a_model_of_another_recipe(staged_catalog, tiny_parameters):
+    checkpoint = staged_catalog.load("model_checkpoint")
+    other = {**tiny_parameters["model"], "base_width": 64}
+    with pytest.raises(ValueError, match="base_width: trained 32 vs parameters 64"):
+        check_recipe(checkpoint, 32, other)
+    with pytest.raises(ValueError, match="image_size: trained 32 vs parameters 64"):
+        check_recipe(checkpoint, 64, tiny_parameters["model"])
