@@ -12,7 +12,7 @@ from torch import Tensor
 from transfusion_ad.core.recipes import model_from_recipe
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import AnomalySynthesizer
-from transfusion_ad.core.trainer import EpochResult, TrainConfig, Trainer
+from transfusion_ad.core.trainer import EpochResult, TrainConfig, Trainer, seed_everything
 from transfusion_ad.data import TrainingImages
 from transfusion_ad.pipelines.anomaly_synthesis.nodes import synthesis_config
 
@@ -56,6 +56,7 @@ def train_model(
     final model that the catalog versions.
     """
     recipe = recipe_of(model, image_size)
+    seed_everything(seed)  # the initial weights too: same seed, same run
     network = model_from_recipe(recipe)
     schedule = TransparencySchedule(model["num_steps"])
     synthesizer = AnomalySynthesizer(texture_bank, synthesis_config(synthesis), model["num_steps"])
