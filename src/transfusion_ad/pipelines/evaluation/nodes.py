@@ -6,26 +6,23 @@ import logging
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from transfusion_ad.core.device import resolve_device
 from transfusion_ad.core.fusion import fuse_masks, image_scores, reconstruction_error
 from transfusion_ad.core.metrics import compute_all
 from transfusion_ad.core.resize import evaluation_pairs
+from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.thresholds import calibrate_thresholds
 from transfusion_ad.data import load_mask, to_model_range
 from transfusion_ad.data.images import image_size
-from transfusion_ad.reporting.figures import (
-    overlay_grid_figure,
-    roc_figure,
-    score_histogram_figure,
-)
-from transfusion_ad.reporting.report import category_report
+from transfusion_ad.pipelines.inference.nodes import load_trained_model
+from transfusion_ad.reporting import evaluation_figures
+from transfusion_ad.reporting.overlays import HeatmapStyle
+from transfusion_ad.reporting.report import ThresholdSummary, category_report
 
 logger = logging.getLogger(__name__)
-
-_GRID_COUNT = 4  # best- and worst-scored images shown per group
 
 
 def fuse_anomaly_maps(outputs: dict[str, Tensor], image_set: dict, evaluation: dict) -> dict:
@@ -101,51 +98,77 @@ def compute_metrics(
 
 
 def make_figures(
-    anomaly_maps: dict, test_set: dict, metrics: dict[str, Any]
+    anomaly_maps: dict,
+    test_set: dict,
+    metrics: dict[str, Any],
+    evaluation: dict[str, Any],
+    heatmap: dict[str, Any],
+    figures: dict[str, Any],
 ) -> tuple[dict[str, Figure], list[str]]:
-    """(figures, their names): ROC curve, score histogram, best/worst scored test images."""
-    scores = anomaly_maps["scores"].numpy()
-    labels = anomaly_maps["labels"].numpy()
-    maps = anomaly_maps["maps"].numpy()
-    masks = test_set["masks"].numpy()
-    vmax = float(maps.max()) or 1.0
-    figures = {
-        "roc_curve": roc_figure(scores, labels, metrics["image_auroc"]),
-        "score_histogram": score_histogram_figure(
-            scores, labels, metrics["thresholds"].get("image")
-        ),
-    }
-    order = np.argsort(scores)
-    picks = {
-        "highest_scored": order[::-1][:_GRID_COUNT],
-        "lowest_scored_anomalous": [i for i in order if labels[i] == 1][:_GRID_COUNT],
-        "highest_scored_normal": [i for i in order[::-1] if labels[i] == 0][:_GRID_COUNT],
-    }
-    for name, chosen in picks.items():
-        index = np.array(chosen, dtype=np.int64)
-        if len(index) == 0:
-            continue
-        titles = [anomaly_maps["paths"][i].rsplit("/", 1)[-1] for i in index]
-        figures[name] = overlay_grid_figure(
-            test_set["images"][torch.as_tensor(index)],
-            maps[index],
-            masks[index],
-            scores[index],
-            titles,
-            vmax,
-        )
-    return {f"{name}.png": figure for name, figure in figures.items()}, list(figures)
+    """(figures, their names): ROC and PRO curves, score histogram, best/worst test images."""
+    maps, masks = _evaluation_arrays(anomaly_maps, test_set, evaluation)
+    made = evaluation_figures.evaluation_set_figures(
+        anomaly_maps,
+        test_set,
+        metrics,
+        (maps, masks),
+        evaluation["fpr_limit"],
+        HeatmapStyle.from_params(heatmap),
+        figures["examples_per_group"],
+    )
+    return {f"{name}.png": figure for name, figure in made.items()}, list(made)
+
+
+def plot_reverse_process(
+    model_checkpoint: dict[str, Any],
+    test_set: dict,
+    anomaly_maps: dict,
+    thresholds: dict[str, float],
+    inference: dict[str, Any],
+    heatmap: dict[str, Any],
+    figures: dict[str, Any],
+    device: str,
+) -> Figure:
+    """The paper's Figure 3 for the highest-scored anomalous test images."""
+    target = resolve_device(device)
+    return evaluation_figures.reverse_process_strip(
+        load_trained_model(model_checkpoint, target),
+        TransparencySchedule(model_checkpoint["recipe"]["num_steps"]),
+        test_set,
+        anomaly_maps,
+        inference["mask_divisor"],
+        HeatmapStyle.from_params(heatmap),
+        thresholds.get("pixel"),
+        figures,
+    )
 
 
 def write_report(
     metrics: dict[str, Any],
+    anomaly_maps: dict,
     figure_names: list[str],
+    model_checkpoint: dict[str, Any],
     dataset: str,
     category: str,
-    image_size: int,
-    model: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> str:
-    """The per-category Markdown report beside the figures."""
-    recipe = {"image_size": image_size, **model, **evaluation}
-    return category_report(dataset, category, metrics, recipe, figure_names)
+    """The per-category Markdown report beside the figures; the recipe is the one the model
+    was trained with (read from its checkpoint)."""
+    scores, labels = anomaly_maps["scores"].numpy(), anomaly_maps["labels"].numpy()
+    threshold = metrics["thresholds"]["image"]
+    flagged = scores >= threshold
+    summary = ThresholdSummary(
+        normal=int((labels == 0).sum()),
+        anomalous=int((labels == 1).sum()),
+        flagged_normal=int((flagged & (labels == 0)).sum()),
+        flagged_anomalous=int((flagged & (labels == 1)).sum()),
+    )
+    recipe = {
+        **{f"model.{k}": v for k, v in model_checkpoint["recipe"].items() if k != "image_size"},
+        "image_size": model_checkpoint["recipe"]["image_size"],
+        **{f"training.{k}": v for k, v in model_checkpoint.get("train_config", {}).items()},
+        "training.epochs_done": model_checkpoint.get("epochs"),
+        **{f"evaluation.{k}": v for k, v in evaluation.items()},
+    }
+    names = [*figure_names, *evaluation_figures.SEPARATE_FIGURES]
+    return category_report(dataset, category, metrics, recipe, names, summary)

@@ -1,4 +1,7 @@
-"""evaluation: outputs -> fused maps -> thresholds (holdout) -> metrics, figures, report."""
+"""evaluation: outputs -> fused maps -> thresholds (holdout) -> metrics, figures, report.
+
+The reverse-process strip runs the model once more, on two test images, for its step records.
+"""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -7,6 +10,7 @@ from transfusion_ad.pipelines.evaluation.nodes import (
     compute_metrics,
     fuse_anomaly_maps,
     make_figures,
+    plot_reverse_process,
     write_report,
 )
 
@@ -40,19 +44,41 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 make_figures,
-                inputs=["anomaly_maps", "test_set", "metrics"],
+                inputs=[
+                    "anomaly_maps",
+                    "test_set",
+                    "metrics",
+                    "params:evaluation",
+                    "params:heatmap",
+                    "params:figures",
+                ],
                 outputs=["evaluation_figures", "figure_names"],
                 name="plot_evaluation_figures",
+            ),
+            Node(
+                plot_reverse_process,
+                inputs=[
+                    "model_checkpoint",
+                    "test_set",
+                    "anomaly_maps",
+                    "thresholds",
+                    "params:inference",
+                    "params:heatmap",
+                    "params:figures",
+                    "params:device",
+                ],
+                outputs="reverse_process_strip",
+                name="plot_reverse_process_strip",
             ),
             Node(
                 write_report,
                 inputs=[
                     "metrics",
+                    "anomaly_maps",
                     "figure_names",
+                    "model_checkpoint",
                     "params:dataset",
                     "params:category",
-                    "params:image_size",
-                    "params:model",
                     "params:evaluation",
                 ],
                 outputs="report",

@@ -1,0 +1,191 @@
+"""Nodes of predict: score a folder of new images with a trained model and its thresholds.
+
+The scores are those of the evaluation for the same image: the same decoding and resize, the
+same reverse process and the same fusion (evaluation's fuse_anomaly_maps), batch by batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from transfusion_ad.core.device import resolve_device
+from transfusion_ad.core.sampler import reverse_process
+from transfusion_ad.core.schedule import TransparencySchedule
+from transfusion_ad.data import UnreadableImageError, load_image, to_model_range
+from transfusion_ad.data.images import IMAGE_SUFFIXES, is_image_file
+from transfusion_ad.pipelines.evaluation.nodes import fuse_anomaly_maps
+from transfusion_ad.pipelines.inference.nodes import check_recipe, load_trained_model
+from transfusion_ad.reporting.overlays import HeatmapStyle, render_mask, render_overlay
+
+logger = logging.getLogger(__name__)
+
+
+def list_input_images(input_dir: str | None) -> dict[str, Any]:
+    """{"root": input_dir, "files": its images as sorted relative paths}, subfolders included
+    (hidden files and folders left out)."""
+    if not input_dir:
+        raise ValueError(
+            "No folder to score: give one with "
+            "`kedro run --pipeline=predict --params input_dir=path/to/images`."
+        )
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise ValueError(f"input_dir '{input_dir}' is not a folder (looked at '{root.resolve()}').")
+    files = sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if is_image_file(path) and not any(p.startswith(".") for p in path.relative_to(root).parts)
+    )
+    if not files:
+        raise ValueError(
+            f"No image in '{input_dir}' (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, any case, "
+            "in subfolders too)."
+        )
+    logger.info("%d image(s) to score in '%s'.", len(files), input_dir)
+    return {"root": str(root), "files": files}
+
+
+def _check_thresholds(thresholds: dict[str, float]) -> None:
+    missing = {"image", "pixel"} - set(thresholds)
+    if missing:
+        raise ValueError(
+            f"The thresholds have no {', '.join(sorted(missing))} entry (got {thresholds}); "
+            "re-run the evaluation pipeline for this model to calibrate them."
+        )
+
+
+def _decode(root: Path, files: list[str], size: int, unreadable: dict[str, str]) -> list:
+    """(file, uint8 (S, S, 3)) of the readable files; the others go to ``unreadable``."""
+    decoded = []
+    for file in files:
+        try:
+            decoded.append((file, load_image(root / file, size)))
+        except UnreadableImageError as error:
+            reason = str(error.__cause__ or error)
+            unreadable[file] = f"unreadable image: {reason}"
+            logger.warning("Cannot read '%s' (%s): not scored.", root / file, reason)
+    return decoded
+
+
+def score_images(
+    model_checkpoint: dict[str, Any],
+    thresholds: dict[str, float],
+    images_to_score: dict[str, Any],
+    inference: dict[str, Any],
+    evaluation: dict[str, Any],
+    image_size: int,
+    model: dict[str, Any],
+    device: str,
+) -> dict[str, Any]:
+    """Fused anomaly maps and image scores of every readable image, inference.batch_size at a
+    time: {"root", "files", "maps": (N, S, S), "scores": (N,), "unreadable": {file: reason},
+    "thresholds"}. Refuses a model trained with another recipe than the parameters."""
+    check_recipe(model_checkpoint, image_size, model)
+    _check_thresholds(thresholds)
+    target = resolve_device(device)
+    network = load_trained_model(model_checkpoint, target)
+    schedule = TransparencySchedule(model_checkpoint["recipe"]["num_steps"])
+    root, files, batch = (
+        Path(images_to_score["root"]),
+        images_to_score["files"],
+        inference["batch_size"],
+    )
+    scored: list[str] = []
+    maps, scores = [], []
+    unreadable: dict[str, str] = {}
+    for start in tqdm(range(0, len(files), batch), desc="predict", unit="batch"):
+        decoded = _decode(root, files[start : start + batch], image_size, unreadable)
+        if not decoded:
+            continue
+        names = [file for file, _ in decoded]
+        images = torch.from_numpy(np.stack([pixels for _, pixels in decoded]))
+        images = images.permute(0, 3, 1, 2).contiguous()
+        output = reverse_process(
+            network,
+            schedule,
+            to_model_range(images).to(target),
+            mask_divisor=inference["mask_divisor"],
+        )
+        outputs = {
+            "mask": output.mask.float().cpu(),
+            "reconstruction": output.reconstruction.float().cpu(),
+        }
+        fused = fuse_anomaly_maps(
+            outputs, {"images": images, "labels": None, "paths": names}, evaluation
+        )
+        scored += names
+        maps.append(fused["maps"])
+        scores.append(fused["scores"])
+    if not scored:
+        raise ValueError(
+            f"None of the {len(files)} image(s) in '{root}' could be read: "
+            + "; ".join(f"{file} ({reason})" for file, reason in unreadable.items())
+        )
+    if unreadable:
+        logger.warning(
+            "Scored %d of %d images; not scored (unreadable): %s",
+            len(scored),
+            len(files),
+            ", ".join(unreadable),
+        )
+    return {
+        "root": str(root),
+        "files": scored,
+        "maps": torch.cat(maps),
+        "scores": torch.cat(scores),
+        "unreadable": unreadable,
+        "thresholds": dict(thresholds),
+    }
+
+
+def output_names(files: list[str]) -> dict[str, str]:
+    """Relative PNG name per input file: its path with .png; files that would share a name
+    (a.jpg and a.png) keep their extension in it (a_jpg.png, a_png.png)."""
+    bases = {file: PurePosixPath(file).with_suffix("") for file in files}
+    counts = Counter(bases.values())
+    names = {}
+    for file, base in bases.items():
+        unique = (
+            base if counts[base] == 1 else base.with_name(f"{base.name}_{file.rsplit('.', 1)[1]}")
+        )
+        names[file] = f"{unique.as_posix()}.png"
+    return names
+
+
+def render_predictions(scored_images: dict[str, Any], heatmap: dict[str, Any]) -> dict[str, Any]:
+    """What the predictions dataset writes: scores.csv rows (image, score, anomalous yes/no, the
+    PNG paths, error) in input order, and a lazily rendered overlay and mask per scored image."""
+    style = HeatmapStyle.from_params(heatmap)
+    root, thresholds = Path(scored_images["root"]), scored_images["thresholds"]
+    unreadable = scored_images["unreadable"]
+    names = output_names([*scored_images["files"], *unreadable])
+    maps, scores = scored_images["maps"].numpy(), scored_images["scores"].numpy()
+    rows, overlays, masks = [], {}, {}
+    for index, file in enumerate(scored_images["files"]):
+        score, name = float(scores[index]), names[file]
+        anomalous = "yes" if score >= thresholds["image"] else "no"
+        rows.append((file, score, anomalous, f"overlays/{name}", f"masks/{name}", ""))
+        overlays[name] = partial(
+            render_overlay, root / file, maps[index], style, thresholds["pixel"]
+        )
+        masks[name] = partial(render_mask, root / file, maps[index], thresholds["pixel"])
+    rows += [(file, None, "", "", "", reason) for file, reason in unreadable.items()]
+    columns = ["image", "score", "anomalous", "overlay", "mask", "error"]
+    frame = pd.DataFrame(rows, columns=columns).sort_values("image", kind="stable")
+    flagged = int((frame["anomalous"] == "yes").sum())
+    logger.info(
+        "%d of %d scored image(s) flagged anomalous (image threshold %.4f).",
+        flagged,
+        len(scored_images["files"]),
+        thresholds["image"],
+    )
+    return {"scores": frame.reset_index(drop=True), "overlays": overlays, "masks": masks}
