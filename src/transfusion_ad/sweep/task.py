@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from transfusion_ad.sweep.project import METRICS_DATASET, PIPELINE, KedroTarget
@@ -54,10 +56,10 @@ def run_category(task: CategoryTask) -> CategoryResult:
     import torch
 
     torch.set_num_threads(task.num_threads)
-    os.chdir(task.target.project_path)  # relative paths in the configuration are the project's
     started = time.monotonic()
     run_id = None
     try:
+        _enter_project(task.target.project_path)
         with task.target.session(task.category) as session:
             context = session.load_context()  # kedro-mlflow sets the tracking URI and experiment
             with mlflow.start_run(
@@ -80,3 +82,14 @@ def run_category(task: CategoryTask) -> CategoryResult:
     return CategoryResult(
         task.category, True, time.monotonic() - started, run_id=run_id, metrics=metrics
     )
+
+
+def _enter_project(project_path: Path) -> None:
+    """Work in the project root, as ``kedro run`` does: configured relative paths are its."""
+    if not project_path.is_dir():
+        raise FileNotFoundError(
+            f"The project '{project_path}' does not exist on worker node {socket.gethostname()}. "
+            "Every Ray node needs the project at the same path (a shared filesystem, or the "
+            "same container image); see docs/distributed.md."
+        )
+    os.chdir(project_path)
