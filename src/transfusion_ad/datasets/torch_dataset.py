@@ -7,15 +7,18 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import fsspec
 import torch
 from kedro.io import AbstractVersionedDataset, DatasetError, Version
+from kedro.io.core import get_filepath_str, get_protocol_and_path
 
 
 class TorchDataset(AbstractVersionedDataset[Any, Any]):
     """Save any object ``torch.save`` accepts (tensors, dicts of tensors, state dicts).
 
-    The file is written to a temporary name beside the target and renamed, so an interrupted
-    save never leaves a half-written artifact behind. Loads map to the CPU.
+    ``filepath`` may be a local path or an fsspec URL (``s3://``, ``gs://``, ``file://`` ...)
+    for shared storage. Local files are written to a temporary name beside the target and
+    renamed, so an interrupted save never leaves a half-written artifact. Loads map to the CPU.
 
     Example catalog entry::
 
@@ -29,15 +32,26 @@ class TorchDataset(AbstractVersionedDataset[Any, Any]):
         self,
         filepath: str,
         version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=_exists)
+        protocol, path = get_protocol_and_path(filepath, version)
+        self._protocol = protocol
+        self._fs = fsspec.filesystem(protocol, **(credentials or {}), **(fs_args or {}))
+        super().__init__(
+            filepath=PurePosixPath(path),
+            version=version,
+            exists_function=self._fs.exists,
+            glob_function=self._fs.glob,
+        )
         self.metadata = metadata
 
     def load(self) -> Any:
-        path = Path(self._get_load_path())
+        path = get_filepath_str(self._get_load_path(), self._protocol)
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
+            with self._fs.open(path, "rb") as handle:
+                return torch.load(handle, map_location="cpu", weights_only=False)
         except (RuntimeError, EOFError, OSError) as exc:
             raise DatasetError(
                 f"Cannot read '{path}' ({exc}); the file is corrupt or was not written by this "
@@ -45,13 +59,18 @@ class TorchDataset(AbstractVersionedDataset[Any, Any]):
             ) from exc
 
     def save(self, data: Any) -> None:
-        path = Path(self._get_save_path())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        if self._protocol != "file":
+            with self._fs.open(path, "wb") as handle:
+                torch.save(data, handle)
+            return
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         os.close(handle)
         try:
             torch.save(data, tmp)
-            os.replace(tmp, path)
+            os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -61,11 +80,11 @@ class TorchDataset(AbstractVersionedDataset[Any, Any]):
             path = self._get_load_path()
         except DatasetError:
             return False
-        return Path(path).is_file()
+        return self._fs.exists(get_filepath_str(path, self._protocol))
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}
-
-
-def _exists(path: str) -> bool:
-    return Path(path).is_file()
+        return {
+            "filepath": str(self._filepath),
+            "protocol": self._protocol,
+            "version": self._version,
+        }
