@@ -27,7 +27,7 @@ from transfusion_ad.core.metrics import aupro
 from transfusion_ad.core.sampler import reverse_process
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import _draw_thresholds, _tile_shuffle, perlin_noise
-from transfusion_ad.core.unet import AttentionBlock, TransFusionUNet
+from transfusion_ad.core.unet import AttentionBlock, ResidualBlock, TransFusionUNet
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 SMALL = {"base_width": 32, "channel_mults": (1, 2), "num_res_blocks": 1, "attention_levels": (0, 1)}
@@ -43,12 +43,20 @@ def _one_thread():
 
 
 def _twin_models(**config) -> tuple[TransFusionUNet, TransFusionUNet]:
-    """Same weights, attention through sdpa and through explicit score matrices."""
+    """Same weights: the library default (sdpa, activations recomputed in the backward pass)
+    and the authors' way (explicit score matrices, plain autograd)."""
     torch.manual_seed(0)
     fast = TransFusionUNet(**config, attention="sdpa")
     naive = TransFusionUNet(**config, attention="naive")
     naive.load_state_dict(fast.state_dict())
+    _plain_autograd(naive)
     return fast, naive
+
+
+def _plain_autograd(model: TransFusionUNet) -> None:
+    for module in model.modules():
+        if isinstance(module, ResidualBlock):
+            module.recompute = False
 
 
 def _loss_and_grads(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor):
@@ -84,6 +92,37 @@ def test_sdpa_network_matches_naive_network_forward_and_gradients() -> None:
     for a, b in zip(outs_fast, outs_naive, strict=True):
         torch.testing.assert_close(a, b, **TOL)
     for a, b in zip(grads_fast, grads_naive, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def _saved_bytes(model: TransFusionUNet, x: torch.Tensor, t: torch.Tensor) -> int:
+    """Bytes of the distinct tensors a forward pass keeps for the backward pass."""
+    storages: dict[int, int] = {}
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        model(x, t)
+    return sum(storages.values())
+
+
+def test_recomputed_activations_give_the_same_outputs_and_gradients() -> None:
+    torch.manual_seed(0)
+    lean = TransFusionUNet(**SMALL)
+    plain = TransFusionUNet(**SMALL)
+    plain.load_state_dict(lean.state_dict())
+    _plain_autograd(plain)
+    x = torch.randn(2, 4, 32, 32, requires_grad=True)
+    t = torch.tensor([2, 11])
+    assert _saved_bytes(lean, x, t) < 0.7 * _saved_bytes(plain, x, t)  # the point of it
+    outs_lean, grads_lean = _loss_and_grads(lean, x, t)
+    outs_plain, grads_plain = _loss_and_grads(plain, x, t)
+    for a, b in zip(outs_lean, outs_plain, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+    for a, b in zip(grads_lean, grads_plain, strict=True):
         torch.testing.assert_close(a, b, **TOL)
 
 

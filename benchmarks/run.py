@@ -1,0 +1,555 @@
+"""Speed and peak memory of the optimised library path next to the naive faithful path (issue 7).
+
+For each recipe (smoke 64²/width 32, mid 128²/width 64, paper 256²/width 64) it measures the
+training step (synthesis, forward, losses, backward, AdamW; batch 8), the whole reverse process
+per image (optimised at batch 1 and 8, naive one image at a time), anomaly synthesis per batch
+of 8, and AUPRO on 500 maps of 256². Optimised = the library defaults (sdpa attention, batched
+torch synthesis on the training device, inference_mode, batched inference); naive = what the
+authors' code does (explicit softmax(QKᵀ)V, contiguous NCHW, per-sample NumPy synthesis with
+texture files decoded per sample, batch-1 inference with autograd on, official AUPRO).
+
+Each measurement runs in a fresh worker process (forked from a server that has only imported
+the modules): a warm-up call, then the median of the repeats; its peak memory is the process's
+peak resident set (VmHWM) minus its resident set just before the first call (on CUDA:
+torch.cuda.max_memory_allocated over the allocated bytes before), so one measurement's
+allocations cannot hide in another's freed-but-cached memory.
+
+    .venv/bin/python benchmarks/run.py --quick           # smoke + mid, under 6 minutes on 2 cores
+    .venv/bin/python benchmarks/run.py                   # + paper recipe (training step once)
+    .venv/bin/python benchmarks/run.py --device cuda --bf16 --infer-batches 1,32
+
+The last line is ``train_speedup=X infer_speedup=Y synth_speedup=Z train_peak_mem_ratio=W``:
+speedups are naive time / optimised time on the mid recipe (inference: naive per image vs
+optimised per image at the largest inference batch), the memory ratio is optimised peak / naive
+peak of the training step on the largest recipe measured (mid with --quick, else paper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from benchmarks.naive import (  # noqa: E402
+    NaiveSynthesizer,
+    aupro_reference,
+    reverse_process_one_by_one,
+)
+from transfusion_ad.core.metrics import aupro  # noqa: E402
+from transfusion_ad.core.sampler import reverse_process  # noqa: E402
+from transfusion_ad.core.schedule import TransparencySchedule  # noqa: E402
+from transfusion_ad.core.synthesis import AnomalySynthesizer  # noqa: E402
+from transfusion_ad.core.trainer import compute_training_loss  # noqa: E402
+from transfusion_ad.core.unet import ResidualBlock, TransFusionUNet  # noqa: E402
+
+TEXTURE_DIR = ROOT / "data" / "01_raw" / "sample" / "textures"
+NOMINAL_PEAK_GFLOPS = 190.0
+TRAIN_BATCH = 8
+SYNTH_BATCH = 8
+AUPRO_MAPS, AUPRO_SIZE = 500, 256
+PAPER_EPOCHS = 1500
+_ARCHITECTURE = {"channel_mults": (1, 2, 2, 2), "num_res_blocks": 2, "attention_levels": (2, 3)}
+RECIPES: dict[str, dict[str, Any]] = {
+    "smoke": {"image_size": 64, "base_width": 32, **_ARCHITECTURE, "num_steps": 20},
+    "mid": {"image_size": 128, "base_width": 64, **_ARCHITECTURE, "num_steps": 20},
+    "paper": {"image_size": 256, "base_width": 64, **_ARCHITECTURE, "num_steps": 20},
+}
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def _rss_mib(field: str) -> float:
+    """VmRSS / VmHWM of this process from /proc, in MiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"{field} not found in /proc/self/status; peak memory needs Linux")
+
+
+class _Memory:
+    """Peak memory of everything after ``start()``: RSS on CPU, the caching allocator on CUDA."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.base = 0.0
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device) / 2**20
+        else:
+            self.base = _rss_mib("VmRSS")
+
+    def peak(self) -> tuple[float, float]:
+        """(peak above the start, absolute peak) in MiB."""
+        if self.device.type == "cuda":
+            absolute = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            absolute = _rss_mib("VmHWM")
+        return absolute - self.base, absolute
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(call: Callable[[], object], device: torch.device, warmup: int, repeats: int):
+    for _ in range(warmup):
+        call()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _images(batch: int, size: int, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """Smooth random images (B, 3, S, S) in [-1, 1] standing in for a category's photos."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch, 3, size // 16, size // 16, generator=g)
+    smooth = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic")
+    detail = 0.1 * torch.rand(batch, 3, size, size, generator=g)
+    return ((smooth + detail).clamp(0, 1) * 2 - 1).to(device)
+
+
+def _texture_files() -> list[Path]:
+    files = sorted(p for p in TEXTURE_DIR.glob("*") if p.suffix.lower() in {".jpg", ".png"})
+    if not files:
+        raise FileNotFoundError(
+            f"No texture images in {TEXTURE_DIR}; the shipped sample textures are needed."
+        )
+    return files
+
+
+def _texture_bank(size: int, device: torch.device) -> torch.Tensor:
+    """Textures decoded and resized once, (K, 3, S, S) uint8 on the device (the pipeline's bank)."""
+    bank = []
+    for path in _texture_files():
+        image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        bank.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
+    return torch.from_numpy(np.stack(bank)).permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def _model(spec: dict[str, Any], device: torch.device) -> TransFusionUNet:
+    recipe = RECIPES[spec["recipe"]]
+    torch.manual_seed(0)
+    model = TransFusionUNet(
+        base_width=recipe["base_width"],
+        channel_mults=recipe["channel_mults"],
+        num_res_blocks=recipe["num_res_blocks"],
+        attention_levels=recipe["attention_levels"],
+        attention="naive" if spec["path"] == "naive" else "sdpa",
+    ).to(device)
+    if spec["path"] == "naive":
+        for module in model.modules():
+            if isinstance(module, ResidualBlock):
+                module.recompute = False  # plain autograd keeps every activation
+    if spec["path"] == "optimised" and spec.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+    if spec["path"] == "optimised" and spec.get("compile"):
+        model = torch.compile(model)
+    return model
+
+
+def _train_call(spec: dict[str, Any], device: torch.device) -> Callable[[], object]:
+    recipe = RECIPES[spec["recipe"]]
+    size, steps = recipe["image_size"], recipe["num_steps"]
+    model = _model(spec, device).train()
+    schedule = TransparencySchedule(steps)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
+    x0 = _images(TRAIN_BATCH, size, device)
+    foreground = torch.ones(TRAIN_BATCH, 1, size, size, device=device)
+    if spec["path"] == "naive":
+        synthesizer = NaiveSynthesizer(_texture_files(), num_steps=steps, seed=0)
+
+        def step() -> None:
+            losses = compute_training_loss(model, schedule, synthesizer, x0, foreground)
+            optimizer.zero_grad()
+            losses["total"].backward()
+            optimizer.step()
+            [value.item() for value in losses.values()]  # per-term logging, one sync each
+
+        return step
+    synthesizer = AnomalySynthesizer(_texture_bank(size, device), num_steps=steps)
+    generator = torch.Generator(device=device).manual_seed(0)
+    autocast = torch.bfloat16 if spec.get("bf16") else None
+
+    def optimised_step() -> None:
+        losses = compute_training_loss(
+            model, schedule, synthesizer, x0, foreground, generator=generator,
+            autocast_dtype=autocast,
+        )  # fmt: skip
+        torch.stack([value.detach() for value in losses.values()]).tolist()  # the trainer's sync
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        optimizer.step()
+
+    return optimised_step
+
+
+def _infer_call(spec: dict[str, Any], device: torch.device) -> Callable[[], object]:
+    recipe = RECIPES[spec["recipe"]]
+    model = _model(spec, device).eval()
+    schedule = TransparencySchedule(recipe["num_steps"])
+    images = _images(spec["batch"], recipe["image_size"], device, seed=1)
+    if spec["path"] == "naive":
+        return lambda: reverse_process_one_by_one(model, schedule, images)
+    if spec.get("bf16"):
+
+        def autocast_call() -> object:
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+                return reverse_process(model, schedule, images)
+
+        return autocast_call
+    return lambda: reverse_process(model, schedule, images)
+
+
+def _synth_call(spec: dict[str, Any], device: torch.device) -> Callable[[], object]:
+    recipe = RECIPES[spec["recipe"]]
+    size, steps = recipe["image_size"], recipe["num_steps"]
+    x0 = _images(SYNTH_BATCH, size, device)
+    foreground = torch.ones(SYNTH_BATCH, 1, size, size, device=device)
+    t = torch.randint(1, steps, (SYNTH_BATCH,), generator=torch.Generator().manual_seed(0))
+    t = t.to(device)
+    if spec["path"] == "naive":
+        naive = NaiveSynthesizer(_texture_files(), num_steps=steps, seed=0)
+        return lambda: naive(x0, foreground, t)
+    synthesizer = AnomalySynthesizer(_texture_bank(size, device), num_steps=steps)
+    generator = torch.Generator(device=device).manual_seed(0)
+    return lambda: synthesizer(x0, foreground, t, generator=generator)
+
+
+def aupro_category(images: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Box-filtered noise maps (N, S, S) float32 with disc defects on every other image."""
+    rng = np.random.default_rng(seed)
+    maps = ndimage.uniform_filter(
+        rng.random((images, size, size), dtype=np.float32), size=(1, 7, 7)
+    )
+    masks = np.zeros((images, size, size), dtype=bool)
+    rows, cols = np.ogrid[:size, :size]
+    for index in range(1, images, 2):
+        for _ in range(int(rng.integers(1, 4))):
+            row, col = rng.integers(size // 8, size - size // 8, 2)
+            masks[index] |= (rows - row) ** 2 + (cols - col) ** 2 < int(rng.integers(3, 20)) ** 2
+        maps[index][masks[index]] += np.float32(rng.uniform(0.02, 0.1))
+    return maps, masks
+
+
+def _aupro_call(spec: dict[str, Any], device: torch.device) -> Callable[[], object]:
+    maps, masks = aupro_category(AUPRO_MAPS, AUPRO_SIZE)
+    function = aupro_reference if spec["path"] == "naive" else aupro
+    return lambda: function(maps, masks)
+
+
+_TASKS = {"train": _train_call, "infer": _infer_call, "synth": _synth_call, "aupro": _aupro_call}
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measurement in this (fresh) process: times of the repeats and the peak memory."""
+    device = torch.device(spec["device"])
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    call = _TASKS[spec["task"]](spec, device)
+    memory = _Memory(device)
+    memory.start()
+    times = _timed(call, device, spec["warmup"], spec["repeats"])
+    peak, absolute = memory.peak()
+    return {"times": times, "peak_mib": peak, "absolute_peak_mib": absolute}
+
+
+# ------------------------------------------------------------------------ orchestrator side
+
+
+def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in a fresh process forked from a server that has only imported the
+    modules (no thread pool, no CUDA context, nothing allocated), and return its result."""
+    from benchmarks import run as module  # picklable by name, unlike __main__
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["benchmarks.run"])
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        try:
+            return pool.submit(module.run_worker, spec).result()
+        except BrokenProcessPool as error:
+            raise RuntimeError(
+                f"the worker for {spec} died (killed for memory?); free memory or leave that "
+                "recipe out with --recipes"
+            ) from error
+
+
+def forward_flops(recipe: dict[str, Any], backward: bool = False) -> float:
+    """FLOPs of one batch-1 forward (or forward + backward), counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = recipe["image_size"]
+    with torch.device("meta"):
+        model = TransFusionUNet(
+            base_width=recipe["base_width"],
+            channel_mults=recipe["channel_mults"],
+            num_res_blocks=recipe["num_res_blocks"],
+            attention_levels=recipe["attention_levels"],
+            attention="naive",
+        )
+        x = torch.zeros(1, 4, size, size)
+        t = torch.zeros(1, dtype=torch.int64)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        outputs = model(x, t)
+        if backward:
+            sum(output.sum() for output in outputs).backward()
+    return float(counter.get_total_flops())
+
+
+def measured_matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 GEMM throughput of this device, a practical ceiling for the figures."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    times = _timed(lambda: a @ b, device, warmup=2, repeats=repeats)
+    return 2 * size**3 / min(times) / 1e9
+
+
+def _plan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every measurement to make, in order."""
+    recipes = ["smoke", "mid"] if args.quick else ["smoke", "mid", "paper"]
+    if args.recipes:
+        recipes = args.recipes.split(",")
+    base = {
+        "device": args.device,
+        "channels_last": args.channels_last,
+        "bf16": args.bf16,
+        "compile": args.compile,
+    }
+    quick = args.quick
+    plan: list[dict[str, Any]] = []
+    for name in recipes:
+        paper = name == "paper"
+        train_repeats = 1 if paper and args.device == "cpu" else (2 if quick else 3)
+        train_warmup = 0 if paper and args.device == "cpu" else 1
+        for path in ("optimised", "naive"):
+            plan.append(
+                {**base, "task": "train", "recipe": name, "path": path, "batch": TRAIN_BATCH,
+                 "warmup": train_warmup, "repeats": train_repeats}
+            )  # fmt: skip
+        for path in ("optimised", "naive"):
+            plan.append(
+                {**base, "task": "synth", "recipe": name, "path": path, "batch": SYNTH_BATCH,
+                 "warmup": 2, "repeats": 5 if quick else 10}
+            )  # fmt: skip
+        if paper and args.device == "cpu" and not args.paper_inference:
+            continue
+        infer_repeats = 1 if quick or name != "smoke" else 3
+        for batch in args.infer_batches:
+            plan.append(
+                {**base, "task": "infer", "recipe": name, "path": "optimised", "batch": batch,
+                 "warmup": 1 if name == "smoke" or args.device != "cpu" else 0,
+                 "repeats": infer_repeats}
+            )  # fmt: skip
+        plan.append(
+            {**base, "task": "infer", "recipe": name, "path": "naive", "batch": 1,
+             "warmup": 1 if name == "smoke" or args.device != "cpu" else 0,
+             "repeats": infer_repeats}
+        )  # fmt: skip
+    for path in ("optimised", "naive"):
+        plan.append(
+            {**base, "task": "aupro", "recipe": "-", "path": path, "batch": AUPRO_MAPS,
+             "warmup": 0, "repeats": 1 if quick else 3}
+        )  # fmt: skip
+    return plan
+
+
+def _per_call(result: dict[str, Any]) -> float:
+    return statistics.median(result["times"])
+
+
+def _row(spec: dict[str, Any], result: dict[str, Any], flops: dict[str, dict[str, float]]):
+    """One record: seconds per unit (step, image, batch, call) and the GFLOP/s it implies."""
+    seconds = _per_call(result)
+    work = None
+    if spec["task"] == "train":
+        work = flops[spec["recipe"]]["train"] * spec["batch"]
+    elif spec["task"] == "infer":
+        steps = RECIPES[spec["recipe"]]["num_steps"] - 2
+        work = flops[spec["recipe"]]["forward"] * steps
+        seconds /= spec["batch"]
+    return {
+        "task": spec["task"],
+        "recipe": spec["recipe"],
+        "path": spec["path"],
+        "batch": spec["batch"],
+        "seconds": seconds,
+        "repeats": len(result["times"]),
+        "gflops": work / seconds / 1e9 if work else None,
+        "peak_mib": result["peak_mib"],
+        "absolute_peak_mib": result["absolute_peak_mib"],
+    }
+
+
+def _find(rows: list[dict], task: str, recipe: str, path: str, batch: int | None = None):
+    for row in rows:
+        if (row["task"], row["recipe"], row["path"]) == (task, recipe, path) and (
+            batch is None or row["batch"] == batch
+        ):
+            return row
+    return None
+
+
+_UNITS = {
+    "train": "s / step (batch 8)",
+    "infer": "s / image",
+    "synth": "ms / batch of 8",
+    "aupro": "s / 500 maps 256²",
+}
+
+
+def _table(rows: list[dict], peak: float) -> str:
+    lines = [
+        "| recipe | measure | optimised | naive | speedup | optimised GFLOP/s (% of "
+        f"{peak:.0f}) | naive GFLOP/s (%) | optimised peak MiB | naive peak MiB | memory ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if row["path"] != "optimised":
+            continue
+        naive = _find(rows, row["task"], row["recipe"], "naive")
+        if row["task"] == "infer":
+            naive = _find(rows, "infer", row["recipe"], "naive")
+        scale = 1000.0 if row["task"] == "synth" else 1.0
+        label = _UNITS[row["task"]]
+        if row["task"] == "infer":
+            label = f"s / image, optimised batch {row['batch']} vs naive batch 1"
+
+        def rate(r: dict | None) -> str:
+            if r is None or r["gflops"] is None:
+                return "–"
+            return f"{r['gflops']:.0f} ({100 * r['gflops'] / peak:.0f}%)"
+
+        lines.append(
+            "| {} | {} | {:.3g} | {} | {} | {} | {} | {:.0f} | {} | {} |".format(
+                row["recipe"],
+                label,
+                row["seconds"] * scale,
+                f"{naive['seconds'] * scale:.3g}" if naive else "–",
+                f"{naive['seconds'] / row['seconds']:.2f}×" if naive else "–",
+                rate(row),
+                rate(naive),
+                row["peak_mib"],
+                f"{naive['peak_mib']:.0f}" if naive else "–",
+                f"{row['peak_mib'] / naive['peak_mib']:.2f}" if naive else "–",
+            )
+        )
+    return "\n".join(lines)
+
+
+def _summary(rows: list[dict], infer_batch: int) -> str:
+    def ratio(task: str, batch: int | None = None, recipe: str = "mid") -> float:
+        fast = _find(rows, task, recipe, "optimised", batch)
+        slow = _find(rows, task, recipe, "naive")
+        return slow["seconds"] / fast["seconds"] if fast and slow else math.nan
+
+    largest = next(
+        (name for name in ("paper", "mid", "smoke") if _find(rows, "train", name, "naive")), "mid"
+    )
+    fast = _find(rows, "train", largest, "optimised")
+    slow = _find(rows, "train", largest, "naive")
+    memory = fast["peak_mib"] / slow["peak_mib"] if fast and slow else math.nan
+    return (
+        f"train_speedup={ratio('train'):.2f} infer_speedup={ratio('infer', infer_batch):.2f} "
+        f"synth_speedup={ratio('synth'):.2f} train_peak_mem_ratio={memory:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke + mid recipes, few repeats")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--recipes", help="comma-separated subset of smoke,mid,paper")
+    parser.add_argument(
+        "--infer-batches", default="1,8", help="optimised inference batch sizes (default 1,8)"
+    )
+    parser.add_argument(
+        "--paper-inference",
+        action="store_true",
+        help="also time the 256² reverse process on CPU (minutes per image; off by default)",
+    )
+    parser.add_argument("--channels-last", action="store_true", help="optimised model NHWC")
+    parser.add_argument("--bf16", action="store_true", help="optimised path under bf16 autocast")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the optimised model")
+    parser.add_argument("--json", type=Path, help="also write every record to this JSON file")
+    args = parser.parse_args()
+    args.infer_batches = [int(b) for b in args.infer_batches.split(",")]
+    start = time.perf_counter()
+    device = torch.device(args.device)
+    flops = {
+        name: {"forward": forward_flops(recipe), "train": forward_flops(recipe, backward=True)}
+        for name, recipe in RECIPES.items()
+    }
+    peak = measured_matmul_gflops(device)
+    nominal = NOMINAL_PEAK_GFLOPS if device.type == "cpu" else peak
+    print(
+        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"fp32 GEMM {peak:.0f} GFLOP/s measured, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    for name, counted in flops.items():
+        print(
+            f"{name}: {counted['forward'] / 1e9:.1f} GFLOP per forward, "
+            f"{counted['train'] / 1e9:.1f} GFLOP per forward+backward (batch 1)",
+            flush=True,
+        )
+    rows = []
+    for spec in _plan(args):
+        result = _spawn(spec)
+        rows.append(_row(spec, result, flops))
+        print(
+            f"  {spec['task']:5} {spec['recipe']:5} {spec['path']:9} batch {spec['batch']:3}: "
+            f"{rows[-1]['seconds']:.4g} s, peak +{rows[-1]['peak_mib']:.0f} MiB "
+            f"(elapsed {time.perf_counter() - start:.0f} s, load {os.getloadavg()[0]:.2f})",
+            flush=True,
+        )
+    print(_table(rows, nominal))
+    _print_paper_hours(rows)
+    if args.json:
+        args.json.write_text(json.dumps({"flops": flops, "gemm_gflops": peak, "rows": rows}))
+    print(f"total {time.perf_counter() - start:.0f} s, load average {os.getloadavg()[0]:.2f}")
+    print(_summary(rows, max(args.infer_batches)))
+
+
+def _print_paper_hours(rows: list[dict]) -> None:
+    """Implied hours per category for the paper's 1500 epochs (209 images: MVTec bottle)."""
+    step = _find(rows, "train", "paper", "optimised")
+    if step is None:
+        return
+    steps = PAPER_EPOCHS * math.ceil(209 / TRAIN_BATCH)
+    print(
+        f"paper recipe: {TRAIN_BATCH / step['seconds']:.2f} images/s, {steps} steps per "
+        f"category (209 images, {PAPER_EPOCHS} epochs) -> {steps * step['seconds'] / 3600:.1f} h"
+    )
+
+
+if __name__ == "__main__":
+    main()
