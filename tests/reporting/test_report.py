@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from transfusion_ad.reporting.report import FIGURE_CAPTIONS, ThresholdSummary, category_report
+import numpy as np
+
+from transfusion_ad.reporting.report import (
+    FIGURE_CAPTIONS,
+    ThresholdSummary,
+    category_report,
+    checkpoint_recipe,
+    threshold_summary,
+)
 
 METRICS = {
     "image_auroc": 0.91,
@@ -40,3 +48,28 @@ def test_a_category_without_published_numbers_leaves_the_authors_column_empty():
     report = category_report("folder", "screws", METRICS, {}, [])
     assert "| image_auroc | 0.9100 |  |" in report
     assert "flags" not in report, "no test summary was given"
+
+
+def test_threshold_summary_counts_scores_at_or_above_the_image_threshold_per_label():
+    scores = np.array([0.1, 0.5, 0.7, 0.5, 0.2])
+    labels = np.array([0, 0, 1, 1, 1])
+    summary = threshold_summary(scores, labels, {"image": 0.5, "pixel": 0.9})
+    assert summary == ThresholdSummary(normal=2, anomalous=3, flagged_normal=1, flagged_anomalous=2)
+
+
+def test_the_recipe_is_the_checkpoints_own():
+    checkpoint = {
+        "recipe": {"image_size": 64, "base_width": 32, "num_steps": 20},
+        "train_config": {"epochs": 60, "lr": 3e-4},
+        "epochs": 42,
+    }
+    recipe = checkpoint_recipe(checkpoint, {"box_size": 5})
+    assert recipe == {
+        "image_size": 64,
+        "model.base_width": 32,
+        "model.num_steps": 20,
+        "training.epochs": 60,
+        "training.lr": 3e-4,
+        "training.epochs_done": 42,
+        "evaluation.box_size": 5,
+    }

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from transfusion_ad.core.metrics import METRIC_NAMES, OPTIMISTIC_THRESHOLD_KEY
 from transfusion_ad.core.results_table import AUTHORS_RESULTS
 
@@ -48,6 +50,32 @@ class ThresholdSummary:
     anomalous: int
     flagged_normal: int
     flagged_anomalous: int
+
+
+def threshold_summary(
+    scores: np.ndarray, labels: np.ndarray, thresholds: Mapping[str, float]
+) -> ThresholdSummary:
+    """Counts of test images (N,) flagged by the image threshold (score >= it), per label."""
+    flagged = scores >= thresholds["image"]
+    normal, anomalous = labels == 0, labels == 1
+    return ThresholdSummary(
+        normal=int(normal.sum()),
+        anomalous=int(anomalous.sum()),
+        flagged_normal=int((flagged & normal).sum()),
+        flagged_anomalous=int((flagged & anomalous).sum()),
+    )
+
+
+def checkpoint_recipe(checkpoint: Mapping[str, Any], evaluation: Mapping[str, Any]) -> dict:
+    """The recipe a model was trained with (its checkpoint's), flat, with the evaluation's."""
+    trained = checkpoint["recipe"]
+    return {
+        "image_size": trained["image_size"],
+        **{f"model.{k}": v for k, v in trained.items() if k != "image_size"},
+        **{f"training.{k}": v for k, v in checkpoint.get("train_config", {}).items()},
+        "training.epochs_done": checkpoint.get("epochs"),
+        **{f"evaluation.{k}": v for k, v in evaluation.items()},
+    }
 
 
 def _value(value: Any) -> str:

@@ -20,7 +20,11 @@ from transfusion_ad.data.images import image_size
 from transfusion_ad.pipelines.inference.nodes import load_trained_model
 from transfusion_ad.reporting import evaluation_figures
 from transfusion_ad.reporting.overlays import HeatmapStyle
-from transfusion_ad.reporting.report import ThresholdSummary, category_report
+from transfusion_ad.reporting.report import (
+    category_report,
+    checkpoint_recipe,
+    threshold_summary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,21 +158,9 @@ def write_report(
 ) -> str:
     """The per-category Markdown report beside the figures; the recipe is the one the model
     was trained with (read from its checkpoint)."""
-    scores, labels = anomaly_maps["scores"].numpy(), anomaly_maps["labels"].numpy()
-    threshold = metrics["thresholds"]["image"]
-    flagged = scores >= threshold
-    summary = ThresholdSummary(
-        normal=int((labels == 0).sum()),
-        anomalous=int((labels == 1).sum()),
-        flagged_normal=int((flagged & (labels == 0)).sum()),
-        flagged_anomalous=int((flagged & (labels == 1)).sum()),
+    summary = threshold_summary(
+        anomaly_maps["scores"].numpy(), anomaly_maps["labels"].numpy(), metrics["thresholds"]
     )
-    recipe = {
-        **{f"model.{k}": v for k, v in model_checkpoint["recipe"].items() if k != "image_size"},
-        "image_size": model_checkpoint["recipe"]["image_size"],
-        **{f"training.{k}": v for k, v in model_checkpoint.get("train_config", {}).items()},
-        "training.epochs_done": model_checkpoint.get("epochs"),
-        **{f"evaluation.{k}": v for k, v in evaluation.items()},
-    }
+    recipe = checkpoint_recipe(model_checkpoint, evaluation)
     names = [*figure_names, *evaluation_figures.SEPARATE_FIGURES]
     return category_report(dataset, category, metrics, recipe, names, summary)
