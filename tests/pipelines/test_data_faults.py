@@ -84,7 +84,8 @@ def test_skipped_count_is_an_mlflow_param(tmp_path):
     empty = {"skipped": []}
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
-        with mlflow.start_run() as run:
+        experiment = mlflow.MlflowClient().create_experiment("data_faults")
+        with mlflow.start_run(experiment_id=experiment) as run:
             record_skipped_images(["/data/a.png"], {"skipped": ["/data/b.JPG"]}, empty, empty)
         logged = mlflow.MlflowClient().get_run(run.info.run_id).data.params
     finally:

@@ -49,9 +49,11 @@ def run_reverse_process(
     image_size: int,
     model: dict[str, Any],
     device: str,
-    desc: str = "inference",
 ) -> dict[str, Tensor]:
-    """{"mask": (N, 1, S, S) soft averaged masks, "reconstruction": (N, 3, S, S)} on the CPU."""
+    """Reverse process on every image of a set, in batches.
+
+    Returns {"mask": (N, 1, S, S) soft averaged masks, "reconstruction": (N, 3, S, S)} on the CPU.
+    """
     check_recipe(checkpoint, image_size, model)
     target = resolve_device(device)
     network = load_trained_model(checkpoint, target)
@@ -59,37 +61,10 @@ def run_reverse_process(
     images = image_set["images"]
     masks, reconstructions = [], []
     batch = inference["batch_size"]
+    desc = f"inference ({len(images)} images)"
     for start in tqdm(range(0, len(images), batch), desc=desc, unit="batch"):
         chunk = to_model_range(images[start : start + batch]).to(target)
         output = reverse_process(network, schedule, chunk, mask_divisor=inference["mask_divisor"])
         masks.append(output.mask.float().cpu())
         reconstructions.append(output.reconstruction.float().cpu())
     return {"mask": torch.cat(masks), "reconstruction": torch.cat(reconstructions)}
-
-
-def infer_test_set(
-    checkpoint: dict[str, Any],
-    test_set: dict,
-    inference: dict[str, Any],
-    image_size: int,
-    model: dict[str, Any],
-    device: str,
-) -> dict[str, Tensor]:
-    """Reverse process on every test image."""
-    return run_reverse_process(
-        checkpoint, test_set, inference, image_size, model, device, desc="inference (test)"
-    )
-
-
-def infer_holdout_set(
-    checkpoint: dict[str, Any],
-    holdout_set: dict,
-    inference: dict[str, Any],
-    image_size: int,
-    model: dict[str, Any],
-    device: str,
-) -> dict[str, Tensor]:
-    """Reverse process on the held-out normal training images (for thresholds)."""
-    return run_reverse_process(
-        checkpoint, holdout_set, inference, image_size, model, device, desc="inference (holdout)"
-    )

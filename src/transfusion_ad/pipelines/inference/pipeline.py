@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from transfusion_ad.pipelines.inference.nodes import infer_holdout_set, infer_test_set
+from transfusion_ad.pipelines.inference.nodes import run_reverse_process
 
 _SETTINGS = ["params:inference", "params:image_size", "params:model", "params:device"]
 
@@ -11,13 +11,13 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                infer_test_set,
+                run_reverse_process,
                 inputs=["model_checkpoint", "test_set", *_SETTINGS],
                 outputs="test_outputs",
                 name="reverse_process_test_images",
             ),
             Node(
-                infer_holdout_set,
+                run_reverse_process,
                 inputs=["model_checkpoint", "holdout_set", *_SETTINGS],
                 outputs="holdout_outputs",
                 name="reverse_process_holdout_images",
