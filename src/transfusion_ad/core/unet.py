@@ -68,8 +68,14 @@ class _NormActConv(torch.autograd.Function):
 
 def _norm_act_conv(norm: nn.GroupNorm, conv: nn.Conv2d, x: Tensor, recompute: bool) -> Tensor:
     """conv(SiLU(norm(x))) for a stride-1 "same" conv; recomputes the activation in the backward
-    pass when gradients are recorded in fp32 (under autocast the plain ops run)."""
-    if recompute and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
+    pass when gradients are recorded in fp32 eagerly. Under autocast the plain ops run, and under
+    torch.compile too (its partitioner recomputes such element-wise ops by itself)."""
+    if (
+        recompute
+        and torch.is_grad_enabled()
+        and not torch.is_autocast_enabled(x.device.type)
+        and not torch.compiler.is_compiling()
+    ):
         return _NormActConv.apply(
             x, norm.weight, norm.bias, conv.weight, conv.bias, norm.num_groups, norm.eps
         )
