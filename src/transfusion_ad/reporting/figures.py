@@ -192,8 +192,9 @@ def reverse_process_figure(
     style: HeatmapStyle,
     pixel_threshold: float | None,
 ) -> Figure:
-    """The paper's Figure 3 for B images: per image, rows x_t, M_t, ε_t, n_t at the given steps,
-    then a last column with the reconstruction, the final anomaly map and the ground truth.
+    """The paper's Figure 3 for B images: per image, rows x_t, M_t, |ε_t| (scaled by one gain
+    for the figure) and n_t at the given steps, then a last column with the reconstruction, the
+    final anomaly map and the ground truth.
 
     images (B, 3, S, S) the test images; steps: records of the chosen steps (each (B, ...));
     reconstruction (B, 3, S, S) in [-1, 1]; maps (B, S, S) fused anomaly maps; masks (B, S, S)
@@ -202,13 +203,17 @@ def reverse_process_figure(
     count = reconstruction.shape[0]
     figure, axes = _grid(4 * count, len(steps) + 1)
     inputs, finals = to_uint8(images), to_uint8(reconstruction)
+    # ε_t = β_t M ⊙ A is faint: one gain for the whole figure (never per panel) makes it visible.
+    peak = max(float(record.anomaly.abs().max()) for record in steps)
+    gain = 1.0 / peak if peak > 0 else 1.0
     for b in range(count):
         top = 4 * b
         for c, record in enumerate(steps):
             axes[top, c].imshow(to_display(record.x_t[b : b + 1])[0])
             axes[top, c].set_title(f"t = {record.t}", fontsize=8)
             axes[top + 1, c].imshow(record.mask[b, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-            anomaly = record.anomaly[b].float().abs().clamp(0, 1).permute(1, 2, 0).numpy()
+            anomaly = (record.anomaly[b].float().abs() * gain).clamp(0, 1)
+            anomaly = anomaly.permute(1, 2, 0).numpy()
             axes[top + 2, c].imshow(anomaly)
             axes[top + 3, c].imshow(to_display(record.normal[b : b + 1])[0])
         last = len(steps)
@@ -219,7 +224,7 @@ def reverse_process_figure(
         axes[top + 2, last].imshow(masks[b], cmap="gray", vmin=0, vmax=1)
         axes[top + 2, last].set_title("ground truth", fontsize=8)
         axes[top, 0].set_title(f"{names[b]}\nt = {steps[0].t}", fontsize=8)
-    _row_labels(axes, ["x_t", "M_t", "|ε_t|", "n_t"] * count)
+    _row_labels(axes, ["x_t", "M_t", f"|ε_t| × {gain:.3g}", "n_t"] * count)
     _colorbar(figure, axes, style, shrink=0.5 / count)
     figure.suptitle("Reverse process: the anomaly made transparent step by step")
     return figure

@@ -31,9 +31,9 @@ FIGURE_CAPTIONS = {
     ),
     "reverse_process": (
         "The reverse process on anomalous test images (the paper's Figure 3): the image x_t fed "
-        "in, the predicted mask M_t, anomaly appearance ε_t and normal appearance n_t, every few "
-        "steps from t = T-2 down to 1; last column: the reconstruction, the final anomaly map and "
-        "the ground truth."
+        "in, the predicted mask M_t, anomaly appearance ε_t (magnitude, one gain for the whole "
+        "figure) and normal appearance n_t, every few steps from t = T-2 down to 1; last column: "
+        "the reconstruction, the final anomaly map and the ground truth."
     ),
     "synthetic_preview": (
         "Synthetic anomalies the model was trained on: clean image, image with the anomaly at "
