@@ -76,6 +76,26 @@ def _decode(root: Path, files: list[str], size: int, unreadable: dict[str, str])
     return decoded
 
 
+def _fused_maps(
+    network: torch.nn.Module,
+    schedule: TransparencySchedule,
+    images: torch.Tensor,
+    inference: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> dict:
+    """The evaluation's computation for one batch of uint8 images (B, 3, S, S): the reverse
+    process, then evaluation's own fusion -> {"maps": (B, S, S), "scores": (B,), ...}."""
+    device = next(network.parameters()).device
+    output = reverse_process(
+        network, schedule, to_model_range(images).to(device), mask_divisor=inference["mask_divisor"]
+    )
+    outputs = {
+        "mask": output.mask.float().cpu(),
+        "reconstruction": output.reconstruction.float().cpu(),
+    }
+    return fuse_anomaly_maps(outputs, {"images": images, "labels": None, "paths": []}, evaluation)
+
+
 def score_images(
     model_checkpoint: dict[str, Any],
     thresholds: dict[str, float],
@@ -94,11 +114,8 @@ def score_images(
     target = resolve_device(device)
     network = load_trained_model(model_checkpoint, target)
     schedule = TransparencySchedule(model_checkpoint["recipe"]["num_steps"])
-    root, files, batch = (
-        Path(images_to_score["root"]),
-        images_to_score["files"],
-        inference["batch_size"],
-    )
+    root, files = Path(images_to_score["root"]), images_to_score["files"]
+    batch = inference["batch_size"]
     scored: list[str] = []
     maps, scores = [], []
     unreadable: dict[str, str] = {}
@@ -107,21 +124,10 @@ def score_images(
         if not decoded:
             continue
         names = [file for file, _ in decoded]
+        # (B, 3, S, S) contiguous, as data_ingestion stores the test images.
         images = torch.from_numpy(np.stack([pixels for _, pixels in decoded]))
         images = images.permute(0, 3, 1, 2).contiguous()
-        output = reverse_process(
-            network,
-            schedule,
-            to_model_range(images).to(target),
-            mask_divisor=inference["mask_divisor"],
-        )
-        outputs = {
-            "mask": output.mask.float().cpu(),
-            "reconstruction": output.reconstruction.float().cpu(),
-        }
-        fused = fuse_anomaly_maps(
-            outputs, {"images": images, "labels": None, "paths": names}, evaluation
-        )
+        fused = _fused_maps(network, schedule, images, inference, evaluation)
         scored += names
         maps.append(fused["maps"])
         scores.append(fused["scores"])
