@@ -302,7 +302,8 @@ class Trainer:
     Paper defaults (spec §5): AdamW (torch defaults, weight decay 0.01), StepLR stepped once per
     epoch, fp32. Optional bf16 autocast on CUDA only (elsewhere ignored with a warning); on CUDA
     ``torch.backends.cudnn.benchmark`` is switched on unless deterministic algorithms are enabled
-    (see ``seed_everything`` for bit-reproducible CUDA runs).
+    (see ``seed_everything`` for bit-reproducible CUDA runs). On the CPU the model's weights are
+    put in channels_last memory format (same values, faster oneDNN convolutions).
 
     Checkpoints (when ``checkpoint_dir`` is given) are written every ``checkpoint_every`` epochs
     and after the last one, atomically, keeping the newest two; ``fit(resume=True)`` continues
@@ -367,6 +368,8 @@ class Trainer:
         config = self.config
         _check_dataset(dataset)
         model = self.model.to(self.device)
+        if self.device.type == "cpu":  # oneDNN convolutions run faster on NHWC (benchmarks/)
+            model = model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
             torch.backends.cudnn.benchmark = True
         run = self._prepare(resume)

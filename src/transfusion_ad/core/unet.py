@@ -70,12 +70,9 @@ def _norm_act_conv(norm: nn.GroupNorm, conv: nn.Conv2d, x: Tensor, recompute: bo
     """conv(SiLU(norm(x))) for a stride-1 "same" conv; recomputes the activation in the backward
     pass when gradients are recorded in fp32 eagerly. Under autocast the plain ops run, and under
     torch.compile too (its partitioner recomputes such element-wise ops by itself)."""
-    if (
-        recompute
-        and torch.is_grad_enabled()
-        and not torch.is_autocast_enabled(x.device.type)
-        and not torch.compiler.is_compiling()
-    ):
+    device = x.device.type
+    autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+    if recompute and torch.is_grad_enabled() and not autocast and not torch.compiler.is_compiling():
         return _NormActConv.apply(
             x, norm.weight, norm.bias, conv.weight, conv.bias, norm.num_groups, norm.eps
         )

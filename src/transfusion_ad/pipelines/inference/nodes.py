@@ -16,9 +16,12 @@ from transfusion_ad.data import to_model_range
 
 
 def load_trained_model(checkpoint: dict[str, Any], device: torch.device) -> nn.Module:
-    """The network of a checkpoint payload, weights loaded, on ``device``, in eval mode."""
+    """The network of a checkpoint payload, weights loaded, on ``device``, in eval mode
+    (channels_last on the CPU, where oneDNN convolutions run faster on NHWC)."""
     network = TransFusionUNet(**checkpoint["model_config"])
     network.load_state_dict(checkpoint["model_state"])
+    if device.type == "cpu":
+        network = network.to(memory_format=torch.channels_last)
     return network.to(device).eval()
 
 
