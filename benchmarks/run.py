@@ -9,9 +9,10 @@ torch synthesis on the training device, inference_mode, batched inference); naiv
 authors' code does (explicit softmax(QKᵀ)V, contiguous NCHW, per-sample NumPy synthesis with
 texture files decoded per sample, batch-1 inference with autograd on, official AUPRO).
 
-Each measurement runs in a fresh worker process (forked from a server that has only imported
-the modules): a warm-up call, then the median of the repeats; its peak memory is the process's
-peak resident set (VmHWM) minus its resident set just before the first call (on CUDA:
+Each path runs in its own fresh worker process (forked from a server that has only imported
+the modules); the paths of one measurement take turns call by call (warm-up, then the median of
+the repeats), so a change in the shared machine's load hits them alike. A path's peak memory is
+its process's peak resident set (VmHWM) minus its resident set just before the first call (on CUDA:
 torch.cuda.max_memory_allocated over the allocated bytes before), so one measurement's
 allocations cannot hide in another's freed-but-cached memory.
 
@@ -32,12 +33,12 @@ import json
 import math
 import multiprocessing
 import os
+import resource
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +80,12 @@ RECIPES: dict[str, dict[str, Any]] = {
 # ----------------------------------------------------------------------------- worker side
 
 
-def _rss_mib(field: str) -> float:
-    """VmRSS / VmHWM of this process from /proc, in MiB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _rss_mib(field: str, source: str = "/proc/self/status") -> float:
+    """A kB field of /proc (VmRSS, VmHWM, VmSize of this process; MemAvailable), in MiB."""
+    for line in Path(source).read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"{field} not found in /proc/self/status; peak memory needs Linux")
+    raise RuntimeError(f"{field} not found in {source}; peak memory needs Linux")
 
 
 class _Memory:
@@ -270,37 +271,116 @@ def _aupro_call(spec: dict[str, Any], device: torch.device) -> Callable[[], obje
 _TASKS = {"train": _train_call, "infer": _infer_call, "synth": _synth_call, "aupro": _aupro_call}
 
 
-def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """One measurement in this (fresh) process: times of the repeats and the peak memory."""
+def _limit_host_memory(growth_mib: float) -> None:
+    """Let this process's address space grow by at most growth_mib, so a measurement too big
+    for the machine fails with an allocation error instead of waking the OOM killer."""
+    limit = int((_rss_mib("VmSize") + growth_mib) * 2**20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and "allocate" in str(error)
+    )
+
+
+def serve_measurement(connection: Connection, spec: dict[str, Any]) -> None:
+    """Worker process: build the measured call, then answer "call" (run it once, reply its
+    seconds) and "stop" (reply the peak memory since just before the first call) messages."""
     device = torch.device(spec["device"])
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    call = _TASKS[spec["task"]](spec, device)
+    elif spec.get("memory_limit_mib"):
+        _limit_host_memory(spec["memory_limit_mib"])
+    oom = f"out of memory (more than {spec.get('memory_limit_mib', 0):.0f} MiB)"
+    try:
+        call = _TASKS[spec["task"]](spec, device)
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        connection.send(("error", oom))
+        return
     memory = _Memory(device)
     memory.start()
-    times = _timed(call, device, spec["warmup"], spec["repeats"])
-    peak, absolute = memory.peak()
-    return {"times": times, "peak_mib": peak, "absolute_peak_mib": absolute}
+    connection.send(("ready", None))
+    while connection.recv() == "call":
+        try:
+            connection.send(("time", _timed(call, device, warmup=0, repeats=1)[0]))
+        except (MemoryError, RuntimeError) as error:
+            if not _out_of_memory(error):
+                raise
+            connection.send(("error", oom))
+            return
+    connection.send(("peak", memory.peak()))
 
 
 # ------------------------------------------------------------------------ orchestrator side
 
 
-def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one measurement in a fresh process forked from a server that has only imported the
-    modules (no thread pool, no CUDA context, nothing allocated), and return its result."""
-    from benchmarks import run as module  # picklable by name, unlike __main__
+class _Worker:
+    """One measurement in its own process, forked from a server that has only imported the
+    modules (no thread pool, no CUDA context, nothing allocated), driven call by call."""
 
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["benchmarks.run"])
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from benchmarks import run as module  # picklable by name, unlike __main__
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["benchmarks.run"])
+        self.spec, self.times, self.error = spec, [], None
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=module.serve_measurement, args=(child, spec))
+        self.process.start()
+        child.close()
+        self._expect("ready")
+
+    def _expect(self, kind: str) -> Any:
         try:
-            return pool.submit(module.run_worker, spec).result()
-        except BrokenProcessPool as error:
-            raise RuntimeError(
-                f"the worker for {spec} died (killed for memory?); free memory or leave that "
-                "recipe out with --recipes"
-            ) from error
+            got, value = self.connection.recv()
+        except EOFError:
+            got, value = "error", "the worker died (killed for memory?)"
+        if got == "error":
+            self.error = value
+            return None
+        if got != kind:
+            raise RuntimeError(f"worker for {self.spec} answered {got!r}, expected {kind!r}")
+        return value
+
+    def call(self, keep: bool) -> None:
+        if self.error is None:
+            self.connection.send("call")
+            seconds = self._expect("time")
+            if keep and seconds is not None:
+                self.times.append(seconds)
+
+    def finish(self) -> dict[str, Any]:
+        peak = None
+        if self.error is None:
+            self.connection.send("stop")
+            peak = self._expect("peak")
+        self.process.join()
+        if self.error is not None:
+            return {"error": self.error}
+        return {"times": self.times, "peak_mib": peak[0], "absolute_peak_mib": peak[1]}
+
+
+def measure_group(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Measure paths side by side. With more than one repeat the workers live together and
+    take turns call by call, so a change in the machine's load hits every path alike; a single
+    call (the 256² training step on CPU) runs one worker at a time to keep memory low."""
+    warmup, repeats = specs[0]["warmup"], specs[0]["repeats"]
+    if repeats > 1:
+        workers = [_Worker(spec) for spec in specs]
+        for index in range(warmup + repeats):
+            for worker in workers:
+                worker.call(keep=index >= warmup)
+        return [worker.finish() for worker in workers]
+    results = []
+    for spec in specs:
+        worker = _Worker(spec)
+        for index in range(warmup + repeats):
+            worker.call(keep=index >= warmup)
+        results.append(worker.finish())
+    return results
 
 
 def forward_flops(recipe: dict[str, Any], backward: bool = False) -> float:
@@ -334,11 +414,12 @@ def measured_matmul_gflops(device: torch.device, size: int = 2048, repeats: int 
     return 2 * size**3 / min(times) / 1e9
 
 
-def _plan(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every measurement to make, in order."""
+def _plan(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
+    """Every measurement to make, in groups measured side by side."""
     recipes = ["smoke", "mid"] if args.quick else ["smoke", "mid", "paper"]
     if args.recipes:
         recipes = args.recipes.split(",")
+    cpu = torch.device(args.device).type == "cpu"
     base = {
         "device": args.device,
         "channels_last": args.channels_last,
@@ -346,41 +427,42 @@ def _plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         "compile": args.compile,
     }
     quick = args.quick
-    plan: list[dict[str, Any]] = []
+
+    def group(task: str, recipe: str, batches: list[tuple[str, int]], warmup: int, repeats: int):
+        return [
+            {**base, "task": task, "recipe": recipe, "path": path, "batch": batch,
+             "warmup": warmup, "repeats": repeats}
+            for path, batch in batches
+        ]  # fmt: skip
+
+    plan = []
     for name in recipes:
-        paper = name == "paper"
-        train_repeats = 1 if paper and args.device == "cpu" else (2 if quick else 3)
-        train_warmup = 0 if paper and args.device == "cpu" else 1
-        for path in ("optimised", "naive"):
-            plan.append(
-                {**base, "task": "train", "recipe": name, "path": path, "batch": TRAIN_BATCH,
-                 "warmup": train_warmup, "repeats": train_repeats}
-            )  # fmt: skip
-        for path in ("optimised", "naive"):
-            plan.append(
-                {**base, "task": "synth", "recipe": name, "path": path, "batch": SYNTH_BATCH,
-                 "warmup": 2, "repeats": 5 if quick else 10}
-            )  # fmt: skip
-        if paper and args.device == "cpu" and not args.paper_inference:
+        once = name == "paper" and cpu  # a 256² step takes minutes on the CPU: measured once
+        plan.append(
+            group(
+                "train", name, [("optimised", TRAIN_BATCH), ("naive", TRAIN_BATCH)],
+                warmup=0 if once else 1, repeats=1 if once else (3 if quick else 5),
+            )
+        )  # fmt: skip
+        plan.append(
+            group(
+                "synth", name, [("optimised", SYNTH_BATCH), ("naive", SYNTH_BATCH)],
+                warmup=2, repeats=5 if quick else 10,
+            )
+        )  # fmt: skip
+        if name == "paper" and cpu and not args.paper_inference:
             continue
-        infer_repeats = 1 if quick or name != "smoke" else 3
-        for batch in args.infer_batches:
-            plan.append(
-                {**base, "task": "infer", "recipe": name, "path": "optimised", "batch": batch,
-                 "warmup": 1 if name == "smoke" or args.device != "cpu" else 0,
-                 "repeats": infer_repeats}
-            )  # fmt: skip
+        small = name == "smoke" or not cpu
+        batches = [("optimised", batch) for batch in args.infer_batches] + [("naive", 1)]
         plan.append(
-            {**base, "task": "infer", "recipe": name, "path": "naive", "batch": 1,
-             "warmup": 1 if name == "smoke" or args.device != "cpu" else 0,
-             "repeats": infer_repeats}
-        )  # fmt: skip
-    for path in ("optimised", "naive"):
-        plan.append(
-            {**base, "task": "aupro", "recipe": "-", "path": path, "batch": AUPRO_MAPS,
-             "warmup": 0, "repeats": 1 if quick else 3}
-        )  # fmt: skip
-    return plan
+            group("infer", name, batches, warmup=1 if small else 0, repeats=3 if small else 1)
+        )
+    plan.append(
+        group("aupro", "-", [("optimised", AUPRO_MAPS), ("naive", AUPRO_MAPS)],
+              warmup=0, repeats=1 if quick else 3)
+    )  # fmt: skip
+    tasks = args.tasks.split(",")
+    return [specs for specs in plan if specs[0]["task"] in tasks]
 
 
 def _per_call(result: dict[str, Any]) -> float:
@@ -492,12 +574,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--recipes", help="comma-separated subset of smoke,mid,paper")
     parser.add_argument(
+        "--tasks", default="train,synth,infer,aupro", help="comma-separated subset to measure"
+    )
+    parser.add_argument(
         "--infer-batches", default="1,8", help="optimised inference batch sizes (default 1,8)"
     )
     parser.add_argument(
         "--paper-inference",
         action="store_true",
-        help="also time the 256² reverse process on CPU (minutes per image; off by default)",
+        help="also time the 256² reverse process on CPU (about a minute per image and the naive "
+        "path's retained graphs need ~30 GB; off by default)",
     )
     parser.add_argument(
         "--channels-last",
@@ -528,17 +614,26 @@ def main() -> None:
             f"{counted['train'] / 1e9:.1f} GFLOP per forward+backward (batch 1)",
             flush=True,
         )
-    rows = []
-    for spec in _plan(args):
-        result = _spawn(spec)
-        rows.append(_row(spec, result, flops))
-        print(
-            f"  {spec['task']:5} {spec['recipe']:5} {spec['path']:9} batch {spec['batch']:3}: "
-            f"{rows[-1]['seconds']:.4g} s, peak +{rows[-1]['peak_mib']:.0f} MiB "
-            f"(elapsed {time.perf_counter() - start:.0f} s, load {os.getloadavg()[0]:.2f})",
-            flush=True,
-        )
+    rows, failures = [], []
+    for specs in _plan(args):
+        for spec in specs:
+            if device.type == "cpu":
+                spec["memory_limit_mib"] = _rss_mib("MemAvailable", "/proc/meminfo") - 1024
+        for spec, result in zip(specs, measure_group(specs), strict=True):
+            label = f"{spec['task']:5} {spec['recipe']:5} {spec['path']:9} batch {spec['batch']:3}"
+            if "error" in result:
+                failures.append(f"{label}: {result['error']}")
+                print(f"  {failures[-1]}", flush=True)
+                continue
+            rows.append(_row(spec, result, flops))
+            print(
+                f"  {label}: {rows[-1]['seconds']:.4g} s, peak +{rows[-1]['peak_mib']:.0f} MiB "
+                f"(elapsed {time.perf_counter() - start:.0f} s, load {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
     print(_table(rows, (nominal, peak)))
+    for failure in failures:
+        print(f"not measured: {failure}")
     _print_paper_hours(rows)
     if args.json:
         args.json.write_text(json.dumps({"flops": flops, "gemm_gflops": peak, "rows": rows}))
