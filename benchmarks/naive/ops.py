@@ -54,7 +54,6 @@ def enhance_sharpness(image: np.ndarray, factor: float) -> np.ndarray:
     for dy in range(3):
         for dx in range(3):
             box += x[dy : dy + height - 2, dx : dx + width - 2]
-    box = np.float32(9.0) * (box / np.float32(9.0))
     centre = x[1:-1, 1:-1]
     degenerate[1:-1, 1:-1] = np.round((box + np.float32(4.0) * centre) / np.float32(13.0))
     return _to_uint8(degenerate + np.float32(factor) * (x - degenerate))

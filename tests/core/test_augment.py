@@ -183,8 +183,11 @@ def test_random_operations_reproducible_and_changing():
     assert torch.equal(apply_random_operations(images, 0), images)
 
 
-def test_each_sample_gets_num_ops_distinct_operations_uniformly(monkeypatch):
-    """Fake operation i adds 1 to column i, so the columns record which operations ran."""
+@pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "masked"])
+def test_each_sample_gets_num_ops_distinct_operations_uniformly(monkeypatch, grouped):
+    """Fake operation i adds 1 to column i, so the columns record which operations ran, both
+    when each operation runs on the samples that chose it (the CPU default) and when every
+    operation runs on the whole batch (accelerators)."""
 
     def marker(column):
         def op(images, generator=None):
@@ -196,9 +199,29 @@ def test_each_sample_gets_num_ops_distinct_operations_uniformly(monkeypatch):
 
     monkeypatch.setattr(augment, "OPERATIONS", {str(i): marker(i) for i in range(10)})
     images = torch.zeros(3000, 3, 1, 10, dtype=torch.uint8)
-    out = apply_random_operations(images, 3, torch.Generator().manual_seed(0))
+    out = apply_random_operations(images, 3, torch.Generator().manual_seed(0), grouped=grouped)
     counts = out[:, 0, 0, :]
     assert counts.max() == 1  # never twice the same operation
     assert (counts.sum(dim=1) == 3).all()
     rates = counts.float().mean(dim=0)
     assert torch.allclose(rates, torch.full((10,), 0.3), atol=0.04)
+
+
+def test_grouped_and_masked_application_choose_the_same_operations_in_the_same_order(
+    monkeypatch,
+):
+    """Order-sensitive fake operations (x → 2x + i): equal results need the same choice and
+    order per sample, whichever samples share an operation at a position."""
+
+    def affine(index):
+        def op(images, generator=None):
+            return images * 2 + index
+
+        return op
+
+    monkeypatch.setattr(augment, "OPERATIONS", {str(i): affine(i) for i in range(10)})
+    images = torch.zeros(64, 3, 2, 2, dtype=torch.uint8)
+    grouped = apply_random_operations(images, 3, torch.Generator().manual_seed(4), grouped=True)
+    masked = apply_random_operations(images, 3, torch.Generator().manual_seed(4), grouped=False)
+    assert torch.equal(grouped, masked)
+    assert len(grouped[:, 0, 0, 0].unique()) > 10  # many different chains in the batch

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -50,3 +53,32 @@ def test_cuda_index_is_checked(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda:1")
     with pytest.raises(ValueError, match="2 CUDA device"):
         resolve_device("cuda:2")
+
+
+_PAGE_FAULTS_SCRIPT = """
+import resource, sys, torch
+from transfusion_ad.core.device import keep_freed_host_memory
+
+def faults_of_alloc_free_cycles(cycles=5):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(cycles):
+        torch.empty(16 * 2**20).fill_(1.0)  # 64 MiB written, then freed
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+default = faults_of_alloc_free_cycles()
+kept = keep_freed_host_memory()
+faults_of_alloc_free_cycles(10)  # the heap grows to hold the block
+print(kept, default, faults_of_alloc_free_cycles())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keeping_freed_host_memory_stops_page_faults_on_reallocation():
+    """A fresh process: the setting is process-wide and lasts until exit."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PAGE_FAULTS_SCRIPT], capture_output=True, text=True, check=True
+    )
+    kept, default, after = result.stdout.split()
+    assert kept == "True"
+    assert int(default) > 5 * 16_000  # every cycle faults in its 64 MiB again (4 KiB pages)
+    assert int(after) < int(default) / 20

@@ -39,7 +39,8 @@ def _uniform(
 
 
 def _to_uint8(values: Tensor) -> Tensor:
-    return values.round().clamp(0, 255).to(torch.uint8)
+    """Round and clip float values to uint8, in place: ``values`` must be a temporary."""
+    return values.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def rotate(
@@ -51,17 +52,7 @@ def rotate(
     (uint8 results are rounded). Batched through ``affine_grid``/``grid_sample`` so that every
     sample gets its own angle without a Python loop.
     """
-    batch, _, height, width = images.shape
-    radians = degrees.to(device=images.device, dtype=torch.float32) * (math.pi / 180.0)
-    cos, sin = torch.cos(radians), torch.sin(radians)
-    # Output pixel (x, y) samples the input at R(-angle)(x, y) in pixel units; normalised
-    # coordinates scale x by 2/W and y by 2/H, hence the aspect factors on the off-diagonal.
-    theta = torch.zeros(batch, 2, 3, device=images.device, dtype=torch.float32)
-    theta[:, 0, 0] = cos
-    theta[:, 0, 1] = -sin * (height / width)
-    theta[:, 1, 0] = sin * (width / height)
-    theta[:, 1, 1] = cos
-    grid = nnf.affine_grid(theta, [batch, 1, height, width], align_corners=False)
+    grid = _rotation_grid(degrees, images.shape, images.device)
     source = images if images.is_floating_point() else images.float()
     rotated = nnf.grid_sample(
         source, grid.to(source.dtype), mode=mode, padding_mode="zeros", align_corners=False
@@ -69,10 +60,33 @@ def rotate(
     return rotated if images.is_floating_point() else _to_uint8(rotated).to(images.dtype)
 
 
-def _apply_lut(images: Tensor, lut: Tensor) -> Tensor:
-    """Map uint8 images (B, 3, H, W) through per-sample, per-channel tables lut (B, 3, 256)."""
-    values = lut.gather(2, images.flatten(2).long()).view(images.shape)
-    return _to_uint8(values)
+def _rotation_grid(degrees: Tensor, shape: torch.Size, device: torch.device) -> Tensor:
+    """Sampling grid (B, H, W, 2) of ``grid_sample`` for a rotation by ``degrees`` (B,).
+
+    Output pixel (x, y) samples the input at R(−angle)(x, y) in pixel units; normalised
+    coordinates scale x by 2/W and y by 2/H, hence the aspect factors on the off-diagonal.
+    The same grid as ``affine_grid(align_corners=False)``, built by broadcasting because its
+    batched (B, H·W, 3) × (B, 3, 2) product costs more than the whole rotation on the CPU.
+    """
+    batch, _, height, width = shape
+    radians = degrees.to(device=device, dtype=torch.float32) * (math.pi / 180.0)
+    cos = torch.cos(radians).view(batch, 1, 1)
+    sin = torch.sin(radians).view(batch, 1, 1)
+    xs = (torch.linspace(-1.0, 1.0, width, device=device) * ((width - 1) / width)).view(1, 1, -1)
+    ys = (torch.linspace(-1.0, 1.0, height, device=device) * ((height - 1) / height)).view(1, -1, 1)
+    grid_x = cos * xs - (sin * (height / width)) * ys
+    grid_y = (sin * (width / height)) * xs + cos * ys
+    return torch.stack([grid_x, grid_y], dim=-1)
+
+
+def _apply_lut(images: Tensor, lut: Tensor, index: Tensor | None = None) -> Tensor:
+    """Map uint8 images (B, 3, H, W) through per-sample, per-channel tables lut (B, 3, 256).
+
+    The table is rounded to uint8 before the lookup (the same values as rounding after it, on
+    256 entries instead of every pixel). index: ``images.flatten(2).long()`` if already made.
+    """
+    index = images.flatten(2).long() if index is None else index
+    return _to_uint8(lut.clone()).gather(2, index).view(images.shape)
 
 
 def _levels(images: Tensor) -> Tensor:
@@ -102,9 +116,9 @@ def multiply_and_add_to_brightness(
 def _brightness(images: Tensor, mul: Tensor, add: Tensor) -> Tensor:
     """Y → Y·mul + add on the luma of uint8 images (B, 3, H, W); mul, add (B, 1, 1, 1)."""
     x = images.float()
-    weights = torch.tensor(_LUMA, device=images.device).view(1, 3, 1, 1)
-    luma = (x * weights).sum(dim=1, keepdim=True)
-    return _to_uint8(x + (luma * mul + add - luma))
+    red, green, blue = x.split(1, dim=1)
+    luma = red * _LUMA[0] + green * _LUMA[1] + blue * _LUMA[2]
+    return _to_uint8(x.add_(luma * mul + add - luma))
 
 
 def enhance_sharpness(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -119,21 +133,33 @@ def enhance_sharpness(images: Tensor, generator: torch.Generator | None = None) 
 def _sharpen(images: Tensor, factor: Tensor) -> Tensor:
     """PIL sharpness enhancement of uint8 images (B, 3, H, W) by factor (B, 1, 1, 1)."""
     x = images.float()
-    # PIL's SMOOTH kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 = (3×3 box sum + 4·centre) / 13.
-    box_sum = 9.0 * nnf.avg_pool2d(x, kernel_size=3, stride=1)
-    smoothed = ((box_sum + 4.0 * x[..., 1:-1, 1:-1]) / 13.0).round()
-    degenerate = x.clone()
-    degenerate[..., 1:-1, 1:-1] = smoothed
-    return _to_uint8(degenerate + factor * (x - degenerate))
+    # PIL's SMOOTH kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 = (3×3 box sum + 4·centre) / 13;
+    # the box sum is exact in float32 (integers below 2^24), summed rows first then columns.
+    rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
+    box_sum = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    centre = x[..., 1:-1, 1:-1]
+    smoothed = ((box_sum + 4.0 * centre) / 13.0).round_()
+    # The one-pixel border keeps x (PIL copies it into the smoothed image, so the blend is x).
+    x[..., 1:-1, 1:-1] = smoothed + factor * (centre - smoothed)
+    return _to_uint8(x)
+
+
+def _fraction(values: Tensor) -> Tensor:
+    """values mod 1 (the same float32 result as ``values % 1.0``, for a fraction of the cost)."""
+    return values - values.floor()
 
 
 def _rgb_to_hsv(rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """rgb (B, 3, H, W) in [0, 1] → hue in [0, 1) (fraction of the circle), saturation, value."""
+    """rgb (B, 3, H, W) in [0, 1] → hue in [0, 1) (fraction of the circle), saturation, value.
+
+    A grey pixel (chroma 0) gets hue 0 and saturation 0: there max = red and green = blue, so
+    the divisions below give exactly 0 without a branch.
+    """
     red, green, blue = rgb.unbind(dim=1)
-    value, _ = rgb.max(dim=1)
-    chroma = value - rgb.min(dim=1).values
-    safe_chroma = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    saturation = torch.where(value > 0, chroma / value.clamp_min(1e-12), torch.zeros_like(value))
+    value = rgb.amax(dim=1)
+    chroma = value - rgb.amin(dim=1)
+    safe_chroma = chroma.clamp_min(1e-12)
+    saturation = chroma / value.clamp_min(1e-12)
     hue = torch.where(
         value == red,
         (green - blue) / safe_chroma,
@@ -141,18 +167,20 @@ def _rgb_to_hsv(rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             value == green, 2.0 + (blue - red) / safe_chroma, 4.0 + (red - green) / safe_chroma
         ),
     )
-    hue = torch.where(chroma > 0, (hue / 6.0) % 1.0, torch.zeros_like(hue))
-    return hue, saturation, value
+    return _fraction(hue / 6.0), saturation, value
 
 
 def _hsv_to_rgb(hue: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
-    """Inverse of ``_rgb_to_hsv``: (B, H, W) each → rgb (B, 3, H, W) in [0, 1]."""
-    channels = []
-    for n in (5.0, 3.0, 1.0):
-        k = (n + hue * 6.0) % 6.0
-        ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
-        channels.append(value - value * saturation * ramp)
-    return torch.stack(channels, dim=1)
+    """Inverse of ``_rgb_to_hsv``: (B, H, W) each → rgb (B, 3, H, W) in [0, 1].
+
+    Channel c is v − v·s·clip(min(k, 4 − k), 0, 1) with k = (n_c + 6h) mod 6, n = (5, 3, 1),
+    evaluated for the three channels at once.
+    """
+    offsets = torch.tensor([5.0, 3.0, 1.0], device=hue.device).view(1, 3, 1, 1)
+    k = (offsets + (hue * 6.0).unsqueeze(1)) % 6.0
+    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    value = value.unsqueeze(1)
+    return value - (value * saturation.unsqueeze(1)) * ramp
 
 
 def add_to_hue_and_saturation(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -168,7 +196,7 @@ def add_to_hue_and_saturation(images: Tensor, generator: torch.Generator | None 
 def _shift_hue_saturation(images: Tensor, hue_shift: Tensor, saturation_shift: Tensor) -> Tensor:
     """Add imgaug-style values (B, 1, 1), 255 = full circle / full scale, to hue and saturation."""
     hue, saturation, value = _rgb_to_hsv(images.float() / 255.0)
-    hue = (hue + hue_shift / 255.0) % 1.0
+    hue = _fraction(hue + hue_shift / 255.0)
     saturation = (saturation + saturation_shift / 255.0).clamp(0.0, 1.0)
     return _to_uint8(255.0 * _hsv_to_rgb(hue, saturation, value))
 
@@ -181,10 +209,11 @@ def solarize(
     With the spec's p = 0.5 about half of the samples that draw this operation stay unchanged;
     ``probability=1`` makes it always act (used in the tests).
     """
-    apply = _uniform(images, 0.0, 1.0, generator) < probability
-    threshold = _uniform(images, 32.0, 128.0, generator)
-    invert = apply & (images.float() >= threshold)
-    return torch.where(invert, 255 - images, images)
+    apply = (_uniform(images, 0.0, 1.0, generator) < probability).view(-1, 1, 1)
+    threshold = _uniform(images, 32.0, 128.0, generator).view(-1, 1, 1)
+    levels = _levels(images)
+    lut = torch.where(apply & (levels >= threshold), 255.0 - levels, levels)
+    return _apply_lut(images, lut.expand(-1, 3, -1))
 
 
 def posterize(
@@ -206,11 +235,12 @@ def invert(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return tvf.invert(images)
 
 
-def _channel_histograms(images: Tensor) -> Tensor:
-    """images (B, 3, H, W) uint8 → per-channel histograms (B, 3, 256) float."""
-    flat = images.flatten(2).long()
-    hist = torch.zeros(*flat.shape[:2], 256, device=images.device)
-    return hist.scatter_add_(2, flat, torch.ones_like(flat, dtype=hist.dtype))
+def _channel_histograms(index: Tensor) -> Tensor:
+    """index (B, 3, N) int64 pixel values → per-channel histograms (B, 3, 256) int64."""
+    batch, channels, _ = index.shape
+    offsets = torch.arange(batch * channels, device=index.device).view(batch, channels, 1) * 256
+    counts = torch.bincount((index + offsets).flatten(), minlength=batch * channels * 256)
+    return counts.view(batch, channels, 256)
 
 
 def autocontrast(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -227,19 +257,32 @@ def autocontrast(images: Tensor, generator: torch.Generator | None = None) -> Te
 
 def _autocontrast(images: Tensor, cutoff: Tensor) -> Tensor:
     """PIL autocontrast of uint8 images (B, 3, H, W) with per-sample cutoff percent (B, 1, 1)."""
-    hist = _channel_histograms(images)
+    index = images.flatten(2).long()
+    hist = _channel_histograms(index).float()
     cut = torch.floor(images.shape[2] * images.shape[3] * cutoff.float() / 100.0)
     low = (hist.cumsum(dim=2) <= cut).sum(dim=2).float()
     high = 255.0 - (hist.flip(2).cumsum(dim=2) <= cut).sum(dim=2).float()
     scale = 255.0 / torch.where(high > low, high - low, torch.ones_like(high))
     stretched = torch.floor((_levels(images) - low[..., None]) * scale[..., None])
     lut = torch.where((high > low)[..., None], stretched, _levels(images))
-    return _apply_lut(images, lut)
+    return _apply_lut(images, lut, index)
 
 
 def equalize(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """PIL ImageOps.equalize per channel (torchvision's batched implementation). Draws nothing."""
-    return tvf.equalize(images)
+    """PIL ImageOps.equalize per channel, in integers. Draws nothing.
+
+    With h the histogram and ``step`` = (pixels − count of the highest value present) // 255,
+    level i maps to (step // 2 + pixels below i) // step; step 0 (a nearly flat channel) keeps
+    the channel as it is.
+    """
+    index = images.flatten(2).long()
+    hist = _channel_histograms(index)
+    highest = 255 - (hist.flip(2) > 0).to(torch.uint8).argmax(dim=2, keepdim=True)
+    step = (hist.sum(dim=2, keepdim=True) - hist.gather(2, highest)) // 255
+    below = hist.cumsum(dim=2) - hist
+    mapped = (below + step // 2) // step.clamp_min(1)
+    lut = torch.where(step > 0, mapped.clamp_max(255), torch.arange(256, device=images.device))
+    return lut.to(torch.uint8).gather(2, index).view(images.shape)
 
 
 def affine_rotate(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -263,13 +306,20 @@ OPERATIONS: dict[str, Operation] = {
 
 
 def apply_random_operations(
-    images_uint8: Tensor, num_ops: int = 3, generator: torch.Generator | None = None
+    images_uint8: Tensor,
+    num_ops: int = 3,
+    generator: torch.Generator | None = None,
+    *,
+    grouped: bool | None = None,
 ) -> Tensor:
     """Apply ``num_ops`` distinct operations, in random order, chosen independently per sample.
 
-    images_uint8: (B, 3, H, W) uint8 → (B, 3, H, W) uint8. Every operation runs on the whole batch
-    at each position and ``torch.where`` keeps each sample's chosen result, which avoids
-    data-dependent indexing (and so any host synchronisation on accelerators).
+    images_uint8: (B, 3, H, W) uint8 → (B, 3, H, W) uint8. ``grouped`` (default: on the CPU)
+    runs each operation only on the samples that chose it at each position, three operations'
+    work per sample instead of ten; indexing by the choice reads it on the host, which would
+    stall an accelerator's queue, so there every operation runs on the whole batch at each
+    position and ``torch.where`` keeps each sample's chosen result. Both draw the choice the
+    same way; the operations' own parameters are drawn for the samples they run on.
     """
     _check_uint8_images(images_uint8)
     if not 0 <= num_ops <= len(OPERATIONS):
@@ -277,8 +327,35 @@ def apply_random_operations(
     batch = images_uint8.shape[0]
     keys = torch.rand(batch, len(OPERATIONS), generator=generator, device=images_uint8.device)
     chosen = keys.argsort(dim=1)[:, :num_ops]
-    result = images_uint8
-    for position in range(num_ops):
+    if grouped is None:
+        grouped = images_uint8.device.type == "cpu"
+    if grouped:
+        return _apply_grouped(images_uint8, chosen, generator)
+    return _apply_masked(images_uint8, chosen, generator)
+
+
+def _apply_grouped(images: Tensor, chosen: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Position by position, each operation on the samples that chose it. chosen: (B, num_ops)."""
+    result = images.clone()
+    for column in chosen.T.tolist():
+        for index, operation in enumerate(OPERATIONS.values()):
+            members = [sample for sample, choice in enumerate(column) if choice == index]
+            if not members:
+                continue
+            if members[-1] - members[0] == len(members) - 1:  # a run: work on a view, no copies
+                rows = result[members[0] : members[-1] + 1]
+                rows.copy_(operation(rows, generator))
+            else:
+                rows = torch.tensor(members, device=images.device)
+                result[rows] = operation(result[rows], generator)
+    return result
+
+
+def _apply_masked(images: Tensor, chosen: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Every operation on the whole batch at each position, kept where chosen: no host reads."""
+    batch = images.shape[0]
+    result = images
+    for position in range(chosen.shape[1]):
         current = result
         for index, operation in enumerate(OPERATIONS.values()):
             selected = (chosen[:, position] == index).view(batch, 1, 1, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
 
 import torch
@@ -51,3 +53,26 @@ def resolve_device(name: str = "auto") -> torch.device:
             f"Device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible."
         )
     return torch.device(key)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEEP_BYTES = 1 << 30
+
+
+def keep_freed_host_memory() -> bool:
+    """Make glibc keep freed large blocks in the heap instead of returning them to the kernel.
+
+    A CPU training step allocates and frees hundreds of multi-megabyte activations; by default
+    glibc maps each afresh, so the kernel faults in and zeroes every page again (measured on the
+    mid recipe: 1.36 M page faults and 5.8 s of system time per step, about 15 % of its CPU time).
+    Raising the mmap and trim thresholds to 1 GiB reuses the pages, as tcmalloc or jemalloc
+    would. It is process-wide and the process keeps its peak resident memory until it exits.
+    Returns False, changing nothing, where the C library is not glibc (macOS, Windows, musl).
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES) and mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))

@@ -93,22 +93,24 @@ def perlin_noise(
     """
     device = _resolve_device(generator, device)
     exponents = torch.randint(0, scale_max + 1, (batch, 2), generator=generator, device=device)
-    cells = (2.0**exponents).float()
+    cells = 2.0**exponents  # (B, 2) float: lattice cells along y and x
     side = 2**scale_max + 1
     angles = 2.0 * math.pi * torch.rand(batch, side * side, generator=generator, device=device)
     grad_y, grad_x = torch.cos(angles), torch.sin(angles)
 
-    pos_y = torch.arange(height, device=device).float()[None] * cells[:, :1] / height  # (B, H)
-    pos_x = torch.arange(width, device=device).float()[None] * cells[:, 1:] / width  # (B, W)
+    pos_y = torch.arange(height, device=device) * (cells[:, :1] / height)  # (B, H)
+    pos_x = torch.arange(width, device=device) * (cells[:, 1:] / width)  # (B, W)
     cell_y, cell_x = pos_y.floor(), pos_x.floor()
     frac_y, frac_x = pos_y - cell_y, pos_x - cell_x
-    cell_y, cell_x = cell_y.long(), cell_x.long()
+    # Lattice index of each pixel's top-left corner, (B, H·W); the other corners are offsets.
+    top_left = (cell_y.long()[:, :, None] * side + cell_x.long()[:, None, :]).flatten(1)
 
     def corner(dy: int, dx: int) -> Tensor:
-        index = ((cell_y + dy)[:, :, None] * side + (cell_x + dx)[:, None, :]).flatten(1)
+        """Dot product of the corner's gradient with the offset to it: (B, H, W)."""
+        index = top_left + (dy * side + dx) if dy or dx else top_left
         gy = grad_y.gather(1, index).view(batch, height, width)
         gx = grad_x.gather(1, index).view(batch, height, width)
-        return gy * (frac_y[:, :, None] - dy) + gx * (frac_x[:, None, :] - dx)
+        return gy * (frac_y - dy)[:, :, None] + gx * (frac_x - dx)[:, None, :]
 
     fade_y, fade_x = _fade(frac_y)[:, :, None], _fade(frac_x)[:, None, :]
     top = torch.lerp(corner(0, 0), corner(0, 1), fade_x)
@@ -140,9 +142,9 @@ def _draw_thresholds(
     return tau, regime
 
 
-def _threshold_mask(noise: Tensor, threshold: Tensor | float, foreground: Tensor) -> Tensor:
-    """1[|P| > τ] ⊙ FG, float (B, 1, H, W)."""
-    return (noise.abs() > threshold).to(foreground.dtype) * foreground
+def _threshold_mask(magnitude: Tensor, threshold: Tensor | float, foreground: Tensor) -> Tensor:
+    """1[|P| > τ] ⊙ FG from magnitude |P|, float (B, 1, H, W)."""
+    return (magnitude > threshold).to(foreground.dtype) * foreground
 
 
 def _tile_shuffle(images: Tensor, grid: int, generator: torch.Generator | None) -> Tensor:
@@ -246,25 +248,24 @@ class AnomalySynthesizer:
         self._check_inputs(x0, foreground, t)
         batch, _, height, width = x0.shape
         device, cfg = x0.device, self.config
+        count = batch // 2 if batch > 1 else 1  # the anomalous samples come first
         noise = perlin_noise(
-            batch, height, width, scale_max=cfg.perlin_scale_max, generator=generator, device=device
+            count, height, width, scale_max=cfg.perlin_scale_max, generator=generator, device=device
         )
         angles = (
-            torch.rand(batch, generator=generator, device=device) * 2.0 - 1.0
+            torch.rand(count, generator=generator, device=device) * 2.0 - 1.0
         ) * cfg.noise_rotation_degrees
         noise = rotate(noise, angles, mode="bilinear")
         tau, _ = _draw_thresholds(noise, cfg.threshold, generator)
 
-        num_anomalous = batch // 2 if batch > 1 else 1
-        anomalous = torch.arange(batch, device=device) < num_anomalous
-        fg = (foreground > 0.5).to(x0.dtype)
-        keep = anomalous.to(x0.dtype).view(batch, 1, 1, 1)
-        mask = _threshold_mask(noise, cfg.threshold, fg) * keep
-        show = (anomalous & (t != self.num_steps - 1)).to(x0.dtype).view(batch, 1, 1, 1)
-        simulated = _threshold_mask(noise, tau, fg) * show
-        appearance = torch.cat(
-            [self._appearance(x0[:num_anomalous], generator), x0[num_anomalous:]]
-        )
+        fg = (foreground[:count] > 0.5).to(x0.dtype)
+        magnitude = noise.abs()
+        visible = (t[:count] != self.num_steps - 1).to(x0.dtype).view(count, 1, 1, 1)
+        normal = x0.new_zeros(batch - count, 1, height, width)
+        mask = torch.cat([_threshold_mask(magnitude, cfg.threshold, fg), normal])
+        simulated = torch.cat([_threshold_mask(magnitude, tau, fg) * visible, normal])
+        appearance = torch.cat([self._appearance(x0[:count], generator), x0[count:]])
+        anomalous = torch.arange(batch, device=device) < count
         return SyntheticAnomalies(mask, simulated, appearance, anomalous)
 
 

@@ -55,15 +55,35 @@ class _NormActConv(torch.autograd.Function):
         with torch.enable_grad():
             inputs = [tensor.detach().requires_grad_() for tensor in (x, norm_weight, norm_bias)]
             activated = F.silu(F.group_norm(inputs[0], ctx.groups, *inputs[1:], ctx.eps))
-        pad = conv_weight.shape[-1] // 2
-        grad_activated, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            grad_out, activated.detach(), conv_weight, [conv_weight.shape[0]],
-            [1, 1], [pad, pad], [1, 1], False, [0, 0], 1, [True, True, True],
-        )  # fmt: skip
+        grad_activated, grad_weight, grad_bias = _conv_backward(
+            grad_out, activated.detach(), conv_weight
+        )
         grad_x, grad_norm_weight, grad_norm_bias = torch.autograd.grad(
             activated, inputs, grad_activated
         )
         return grad_x, grad_norm_weight, grad_norm_bias, grad_weight, grad_bias, None, None
+
+
+def _conv_backward(grad_out: Tensor, inputs: Tensor, weight: Tensor) -> tuple[Tensor, ...]:
+    """Gradients (input, weight, bias) of a stride-1 "same" conv2d: what autograd would call.
+
+    On the CPU in channels_last, oneDNN's weight-gradient kernel runs 1.1–3× slower than on
+    NCHW copies of the same tensors (measured per layer on the mid and paper recipes, see
+    benchmarks/README.md), while its input gradient is faster in channels_last; so the two
+    are taken separately there. The values are the same up to float summation order.
+    """
+    pad = weight.shape[-1] // 2
+    geometry = ([weight.shape[0]], [1, 1], [pad, pad], [1, 1], False, [0, 0], 1)
+    backward = torch.ops.aten.convolution_backward
+    split = inputs.device.type == "cpu" and inputs.is_contiguous(memory_format=torch.channels_last)
+    if not split or inputs.is_contiguous():
+        return backward(grad_out, inputs, weight, *geometry, [True, True, True])
+    grad_input = backward(grad_out, inputs, weight, *geometry, [True, False, False])[0]
+    _, grad_weight, grad_bias = backward(
+        grad_out.contiguous(), inputs.contiguous(), weight.contiguous(), *geometry,
+        [False, True, True],
+    )  # fmt: skip
+    return grad_input, grad_weight.contiguous(memory_format=torch.channels_last), grad_bias
 
 
 def _norm_act_conv(norm: nn.GroupNorm, conv: nn.Conv2d, x: Tensor, recompute: bool) -> Tensor:

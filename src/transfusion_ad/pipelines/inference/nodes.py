@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from transfusion_ad.core.device import resolve_device
+from transfusion_ad.core.device import keep_freed_host_memory, resolve_device
 from transfusion_ad.core.sampler import reverse_process
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.unet import TransFusionUNet
@@ -17,10 +17,12 @@ from transfusion_ad.data import to_model_range
 
 def load_trained_model(checkpoint: dict[str, Any], device: torch.device) -> nn.Module:
     """The network of a checkpoint payload, weights loaded, on ``device``, in eval mode
-    (channels_last on the CPU, where oneDNN convolutions run faster on NHWC)."""
+    (channels_last on the CPU, where oneDNN convolutions run faster on NHWC, with freed
+    activations kept in the process heap: see ``keep_freed_host_memory``)."""
     network = TransFusionUNet(**checkpoint["model_config"])
     network.load_state_dict(checkpoint["model_state"])
     if device.type == "cpu":
+        keep_freed_host_memory()
         network = network.to(memory_format=torch.channels_last)
     return network.to(device).eval()
 
