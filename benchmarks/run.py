@@ -447,7 +447,7 @@ def _plan(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
         plan.append(
             group(
                 "train", name, [("optimised", TRAIN_BATCH), ("naive", TRAIN_BATCH)],
-                warmup=0 if once else 1, repeats=1 if once else (3 if quick else 5),
+                warmup=0 if once else 1, repeats=1 if once else (2 if quick else 5),
             )
         )  # fmt: skip
         plan.append(
@@ -460,9 +460,8 @@ def _plan(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
             continue
         small = name == "smoke" or not cpu
         batches = [("optimised", batch) for batch in args.infer_batches] + [("naive", 1)]
-        plan.append(
-            group("infer", name, batches, warmup=1 if small else 0, repeats=3 if small else 1)
-        )
+        repeats = (2 if quick else 3) if small else 1
+        plan.append(group("infer", name, batches, warmup=1 if small else 0, repeats=repeats))
     plan.append(
         group("aupro", "-", [("optimised", AUPRO_MAPS), ("naive", AUPRO_MAPS)],
               warmup=0, repeats=1 if quick else 3)

@@ -4,7 +4,8 @@ The authors chain imgaug augmenters per sample on the CPU. Here every operation 
 batch ``(B, 3, H, W)`` of uint8 images on any device, draws its parameters per sample from an
 optional ``torch.Generator`` living on the images' device, and never synchronises with the host,
 so synthesis can run on the training device. Parameter ranges follow the spec (imgaug 0.4.0
-defaults where the authors relied on them).
+defaults where the authors relied on them). Per-sample tables (256 levels) stand in for
+per-pixel arithmetic wherever an operation maps each channel value independently.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Synthetic anomalies for training (spec §2): Perlin masks, simulated masks and anomaly appearance.
 
 Everything is batched torch on the device of the data, with random draws from an optional
-``torch.Generator`` on that device, and no host synchronisation (no ``.item()``, no
-data-dependent indexing), so synthesis costs little next to the network on an accelerator.
+``torch.Generator`` on that device. On an accelerator nothing synchronises with the host (no
+``.item()``, no data-dependent indexing), so synthesis costs little next to the network; on the
+CPU, where reading a value costs nothing, each appearance operation runs only on the samples
+that drew it (see ``apply_random_operations``).
 """
 
 from __future__ import annotations
