@@ -50,8 +50,8 @@ def rotate(
     """Rotate each image about its centre by its own angle, counter-clockwise, fill 0, no expand.
 
     images: (B, C, H, W) float or uint8; degrees: (B,). Returns the same shape and dtype
-    (uint8 results are rounded). Batched through ``affine_grid``/``grid_sample`` so that every
-    sample gets its own angle without a Python loop.
+    (uint8 results are rounded). Batched through one sampling grid and ``grid_sample`` so that
+    every sample gets its own angle without a Python loop.
     """
     grid = _rotation_grid(degrees, images.shape, images.device)
     source = images if images.is_floating_point() else images.float()

@@ -67,16 +67,17 @@ class _NormActConv(torch.autograd.Function):
 def _conv_backward(grad_out: Tensor, inputs: Tensor, weight: Tensor) -> tuple[Tensor, ...]:
     """Gradients (input, weight, bias) of a stride-1 "same" conv2d: what autograd would call.
 
-    On the CPU in channels_last, oneDNN's weight-gradient kernel runs 1.1–3× slower than on
-    NCHW copies of the same tensors (measured per layer on the mid and paper recipes, see
-    benchmarks/README.md), while its input gradient is faster in channels_last; so the two
-    are taken separately there. The values are the same up to float summation order.
+    On the CPU in channels_last, oneDNN's weight-gradient kernel ran up to 3× slower than on
+    NCHW copies of the same tensors (8.0 against 5.8 s summed over the mid recipe's layers on a
+    2-core AVX2 machine, see benchmarks/README.md), while its input gradient is faster in
+    channels_last; so the two are taken separately there. The values are the same up to float
+    summation order.
     """
     pad = weight.shape[-1] // 2
     geometry = ([weight.shape[0]], [1, 1], [pad, pad], [1, 1], False, [0, 0], 1)
     backward = torch.ops.aten.convolution_backward
-    split = inputs.device.type == "cpu" and inputs.is_contiguous(memory_format=torch.channels_last)
-    if not split or inputs.is_contiguous():
+    channels_last = inputs.is_contiguous(memory_format=torch.channels_last)
+    if inputs.device.type != "cpu" or not channels_last or inputs.is_contiguous():
         return backward(grad_out, inputs, weight, *geometry, [True, True, True])
     grad_input = backward(grad_out, inputs, weight, *geometry, [True, False, False])[0]
     _, grad_weight, grad_bias = backward(
