@@ -198,6 +198,30 @@ def test_self_source_is_a_tile_permutation_of_the_image():
         assert not torch.allclose(appearance, quantised)
 
 
+def test_kept_samples_keep_their_tiles_and_draw_the_same_permutations():
+    images = torch.randint(0, 256, (4, 3, SIZE, SIZE), dtype=torch.uint8, generator=seeded(8))
+    keep = torch.tensor([True, False, True, False])
+    shuffled = synthesis._tile_shuffle(images, 4, seeded(9))
+    partly = synthesis._tile_shuffle(images, 4, seeded(9), keep=keep)
+    assert torch.equal(partly[keep], images[keep])
+    assert torch.equal(partly[~keep], shuffled[~keep])
+    assert not torch.equal(shuffled[~keep], images[~keep])
+
+
+def test_one_synthesizer_serves_any_batch_size_like_a_fresh_one():
+    """The bank and the spare rows for the own images are kept between calls; a call must not
+    see what an earlier call, of another batch size, left there."""
+    textures = torch.randint(0, 256, (3, 3, SIZE, SIZE), dtype=torch.uint8, generator=seeded(10))
+    reused = AnomalySynthesizer(textures)
+    for batch, seed in ((8, 11), (5, 12), (8, 13)):
+        x0, fg, t = make_batch(batch, seed=seed)
+        got = reused(x0, fg, t, seeded(seed))
+        want = AnomalySynthesizer(textures)(x0, fg, t, seeded(seed))
+        for name in ("mask", "simulated_mask", "appearance", "anomalous"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), (batch, name)
+        assert got.mask.dtype == x0.dtype and set(got.mask.unique().tolist()) <= {0.0, 1.0}
+
+
 def test_appearance_gets_operations_applied():
     config = SynthesisConfig(texture_probability=0.0, tile_grid=1)
     x0, fg, t = make_batch(8)

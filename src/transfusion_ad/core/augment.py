@@ -10,6 +10,7 @@ per-pixel arithmetic wherever an operation maps each channel value independently
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -64,20 +65,29 @@ def rotate(
 def _rotation_grid(degrees: Tensor, shape: torch.Size, device: torch.device) -> Tensor:
     """Sampling grid (B, H, W, 2) of ``grid_sample`` for a rotation by ``degrees`` (B,).
 
-    Output pixel (x, y) samples the input at R(−angle)(x, y) in pixel units; normalised
-    coordinates scale x by 2/W and y by 2/H, hence the aspect factors on the off-diagonal.
-    The same grid as ``affine_grid(align_corners=False)``, built by broadcasting because its
+    Output pixel (x, y) samples the input at R(−angle)(x, y) in pixel units, that is
+    cos·(x, y) + sin·(−y, x) in normalised coordinates once the aspect is accounted for: the
+    same grid as ``affine_grid(align_corners=False)``, built from two cached grids because its
     batched (B, H·W, 3) × (B, 3, 2) product costs more than the whole rotation on the CPU.
     """
-    batch, _, height, width = shape
+    batch = shape[0]
+    along, across = _centred_grids(shape[2], shape[3], device)
     radians = degrees.to(device=device, dtype=torch.float32) * (math.pi / 180.0)
-    cos = torch.cos(radians).view(batch, 1, 1)
-    sin = torch.sin(radians).view(batch, 1, 1)
-    xs = (torch.linspace(-1.0, 1.0, width, device=device) * ((width - 1) / width)).view(1, 1, -1)
-    ys = (torch.linspace(-1.0, 1.0, height, device=device) * ((height - 1) / height)).view(1, -1, 1)
-    grid_x = cos * xs - (sin * (height / width)) * ys
-    grid_y = (sin * (width / height)) * xs + cos * ys
-    return torch.stack([grid_x, grid_y], dim=-1)
+    cos = torch.cos(radians).view(batch, 1, 1, 1)
+    sin = torch.sin(radians).view(batch, 1, 1, 1)
+    return torch.addcmul(cos * along, sin, across)
+
+
+@functools.cache
+def _centred_grids(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Normalised (x, y) of the pixel centres (1, H, W, 2), and (−y·H/W, x·W/H): the same
+    points turned by 90° in pixel units. Cached per size and device; never written to."""
+    xs = torch.linspace(-1.0, 1.0, width, device=device) * ((width - 1) / width)
+    ys = torch.linspace(-1.0, 1.0, height, device=device) * ((height - 1) / height)
+    grid_x, grid_y = xs.view(1, -1).expand(height, width), ys.view(-1, 1).expand(height, width)
+    along = torch.stack([grid_x, grid_y], dim=-1).unsqueeze(0)
+    across = torch.stack([-(height / width) * grid_y, (width / height) * grid_x], dim=-1)
+    return along, across.unsqueeze(0)
 
 
 def _apply_lut(images: Tensor, lut: Tensor, index: Tensor | None = None) -> Tensor:

@@ -9,6 +9,7 @@ that drew it (see ``apply_random_operations``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,6 +79,24 @@ def _fade(t: Tensor) -> Tensor:
     return t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
 
 
+@functools.cache
+def _pixel_steps(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Row then column indices (H + W,) as floats, and which axis each belongs to (H + W,)."""
+    steps = torch.cat([torch.arange(height, device=device), torch.arange(width, device=device)])
+    axis = torch.cat(
+        [torch.zeros(height, dtype=torch.long), torch.ones(width, dtype=torch.long)]
+    ).to(device)
+    return steps.float(), axis
+
+
+@functools.cache
+def _corner_offsets(side: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Lattice index offsets of the four cell corners (1, 4, 1, 1) and their (dy, dx) (4, 2)."""
+    corners = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]], device=device)
+    offsets = (corners[:, 0] * side + corners[:, 1]).view(1, 4, 1, 1)
+    return offsets, corners.float()
+
+
 def perlin_noise(
     batch: int,
     height: int,
@@ -91,33 +110,40 @@ def perlin_noise(
 
     Each sample has its own lattice of 2^a × 2^b cells (a, b uniform in 0..scale_max), random
     gradient angles at the lattice points and the quintic fade 6t⁵ − 15t⁴ + 10t³ (the DRAEM
-    generator the authors use). Pixel row y sits at lattice coordinate y·2^a/H.
+    generator the authors use). Pixel row y sits at lattice coordinate y·2^a/H. Rows and
+    columns are handled together as one (B, H + W) vector, and the four corners as one
+    (B, 4, H, W) gather, because at training sizes the cost is the number of torch calls.
     """
     device = _resolve_device(generator, device)
     exponents = torch.randint(0, scale_max + 1, (batch, 2), generator=generator, device=device)
-    cells = 2.0**exponents  # (B, 2) float: lattice cells along y and x
     side = 2**scale_max + 1
     angles = 2.0 * math.pi * torch.rand(batch, side * side, generator=generator, device=device)
-    grad_y, grad_x = torch.cos(angles), torch.sin(angles)
+    # √2 scales the gradients (B, side²) instead of every pixel: the noise is linear in them.
+    grad_y, grad_x = math.sqrt(2.0) * torch.cos(angles), math.sqrt(2.0) * torch.sin(angles)
 
-    pos_y = torch.arange(height, device=device) * (cells[:, :1] / height)  # (B, H)
-    pos_x = torch.arange(width, device=device) * (cells[:, 1:] / width)  # (B, W)
-    cell_y, cell_x = pos_y.floor(), pos_x.floor()
-    frac_y, frac_x = pos_y - cell_y, pos_x - cell_x
-    # Lattice index of each pixel's top-left corner, (B, H·W); the other corners are offsets.
-    top_left = (cell_y.long()[:, :, None] * side + cell_x.long()[:, None, :]).flatten(1)
+    steps, axis = _pixel_steps(height, width, device)
+    lattice_per_pixel = torch.exp2(exponents.float()) / torch.tensor(
+        [height, width], device=device
+    )  # (B, 2): 2^a / H and 2^b / W
+    position = steps * lattice_per_pixel[:, axis]  # (B, H + W) lattice coordinates
+    cell = position.floor()
+    frac = position - cell
+    fade = _fade(frac)
+    cell_y, cell_x = cell.long().split([height, width], dim=1)
+    frac_y, frac_x = frac.split([height, width], dim=1)
+    fade_y, fade_x = fade.split([height, width], dim=1)
 
-    def corner(dy: int, dx: int) -> Tensor:
-        """Dot product of the corner's gradient with the offset to it: (B, H, W)."""
-        index = top_left + (dy * side + dx) if dy or dx else top_left
-        gy = grad_y.gather(1, index).view(batch, height, width)
-        gx = grad_x.gather(1, index).view(batch, height, width)
-        return gy * (frac_y - dy)[:, :, None] + gx * (frac_x - dx)[:, None, :]
-
-    fade_y, fade_x = _fade(frac_y)[:, :, None], _fade(frac_x)[:, None, :]
-    top = torch.lerp(corner(0, 0), corner(0, 1), fade_x)
-    bottom = torch.lerp(corner(1, 0), corner(1, 1), fade_x)
-    return (math.sqrt(2.0) * torch.lerp(top, bottom, fade_y)).unsqueeze(1)
+    offsets, corners = _corner_offsets(side, device)
+    top_left = (cell_y * side).view(batch, 1, height, 1) + cell_x.view(batch, 1, 1, width)
+    index = (top_left.expand(batch, 4, height, width) + offsets).view(batch, -1)
+    gy = grad_y.gather(1, index).view(batch, 4, height, width)
+    gx = grad_x.gather(1, index).view(batch, 4, height, width)
+    # Dot product of each corner's gradient with the offset from that corner: (B, 4, H, W).
+    to_y = frac_y.view(batch, 1, height, 1) - corners[:, 0].view(1, 4, 1, 1)
+    to_x = frac_x.view(batch, 1, 1, width) - corners[:, 1].view(1, 4, 1, 1)
+    dots = torch.addcmul(gy * to_y, gx, to_x)
+    rows = torch.lerp(dots[:, 0::2], dots[:, 1::2], fade_x.view(batch, 1, 1, width))
+    return torch.lerp(rows[:, :1], rows[:, 1:], fade_y.view(batch, 1, height, 1))
 
 
 def _draw_thresholds(
@@ -144,21 +170,35 @@ def _draw_thresholds(
     return tau, regime
 
 
-def _threshold_mask(magnitude: Tensor, threshold: Tensor | float, foreground: Tensor) -> Tensor:
-    """1[|P| > τ] ⊙ FG from magnitude |P|, float (B, 1, H, W)."""
-    return (magnitude > threshold).to(foreground.dtype) * foreground
+def _threshold_mask(
+    magnitude: Tensor, threshold: Tensor | float, foreground: Tensor, out: Tensor | None = None
+) -> Tensor:
+    """1[|P| > τ] ⊙ FG (B, 1, H, W) from magnitude |P| and foreground (nonzero = inside):
+    bool, or written as 0/1 into ``out`` of any dtype."""
+    return torch.logical_and(magnitude > threshold, foreground, out=out)
 
 
-def _tile_shuffle(images: Tensor, grid: int, generator: torch.Generator | None) -> Tensor:
-    """Cut each image into grid × grid tiles and permute them, per sample: (B, C, H, W)."""
+def _tile_shuffle(
+    images: Tensor, grid: int, generator: torch.Generator | None, keep: Tensor | None = None
+) -> Tensor:
+    """Cut each image into grid × grid tiles and permute them, per sample: (B, C, H, W).
+
+    keep: optional (B,) bool, samples whose tiles stay in place (the permutation is still
+    drawn, so the random stream does not depend on it).
+    """
     batch, channels, height, width = images.shape
-    th, tw = height // grid, width // grid
+    th, tw, count = height // grid, width // grid, grid * grid
     tiles = images.view(batch, channels, grid, th, grid, tw).permute(0, 2, 4, 1, 3, 5)
-    tiles = tiles.reshape(batch, grid * grid, channels, th, tw)
-    keys = torch.rand(batch, grid * grid, generator=generator, device=images.device)
-    order = keys.argsort(dim=1).view(batch, grid * grid, 1, 1, 1).expand_as(tiles)
-    shuffled = tiles.gather(1, order).view(batch, grid, grid, channels, th, tw)
-    return shuffled.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, height, width)
+    tiles = tiles.reshape(batch * count, channels, th, tw)
+    keys = torch.rand(batch, count, generator=generator, device=images.device)
+    order = keys.argsort(dim=1)
+    if keep is not None:
+        order = torch.where(keep.view(batch, 1), torch.arange(count, device=images.device), order)
+    # Tile k of sample b is row b·count + k of ``tiles``: one index_select moves whole tiles.
+    first = torch.arange(0, batch * count, count, device=images.device).view(batch, 1)
+    shuffled = tiles.index_select(0, (order + first).flatten())
+    shuffled = shuffled.view(batch, grid, grid, channels, th, tw).permute(0, 3, 1, 4, 2, 5)
+    return shuffled.reshape(batch, channels, height, width)
 
 
 class AnomalySynthesizer:
@@ -186,13 +226,7 @@ class AnomalySynthesizer:
         self.textures = textures if textures is not None and len(textures) > 0 else None
         self.config = config if config is not None else SynthesisConfig()
         self.num_steps = num_steps
-        self._bank_cache: dict[torch.device, Tensor] = {}
-
-    def _bank(self, device: torch.device) -> Tensor:
-        """The texture bank on ``device``, copied there once."""
-        if device not in self._bank_cache:
-            self._bank_cache[device] = self.textures.to(device)
-        return self._bank_cache[device]
+        self._pool_cache: dict[torch.device, Tensor] = {}
 
     def _check_inputs(self, x0: Tensor, foreground: Tensor, t: Tensor) -> None:
         if x0.ndim != 4 or x0.shape[1] != 3 or x0.shape[0] == 0:
@@ -217,22 +251,44 @@ class AnomalySynthesizer:
                 f"{(height, width)}; resize the texture bank to the image size"
             )
 
+    def _sources(self, x0: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """The uint8 images (B, 3, H, W) the operations start from, and which are textures (B,).
+
+        The images are quantised into spare rows after the bank, so one ``index_select``
+        picks texture or own image per sample (a per-sample ``torch.where`` on uint8 images
+        costs more than the rest of the selection together).
+        """
+        batch, device = x0.shape[0], x0.device
+        textures = 0 if self.textures is None else len(self.textures)
+        pool = self._pool(device, x0.shape)
+        pool[textures:].copy_((x0 + 1.0).mul_(127.5).round_().clamp_(0, 255))
+        index = torch.arange(textures, textures + batch, device=device)
+        use_texture = torch.zeros(batch, dtype=torch.bool, device=device)
+        if textures:
+            draw = torch.rand(batch, generator=generator, device=device)
+            use_texture = draw < self.config.texture_probability
+            choice = torch.randint(0, textures, (batch,), generator=generator, device=device)
+            index = torch.where(use_texture, choice, index)
+        return pool.index_select(0, index), use_texture
+
+    def _pool(self, device: torch.device, shape: torch.Size) -> Tensor:
+        """The texture bank followed by B spare rows, (K + B, 3, H, W) uint8 for images of
+        ``shape`` (B, 3, H, W); kept per device, so the bank is copied there once."""
+        textures = [] if self.textures is None else [self.textures]
+        rows = sum(len(bank) for bank in textures) + shape[0]
+        pool = self._pool_cache.get(device)
+        if pool is None or pool.shape != (rows, *shape[1:]):
+            spare = torch.zeros(shape, dtype=torch.uint8, device=device)
+            pool = torch.cat([*(bank.to(device) for bank in textures), spare])
+            self._pool_cache[device] = pool
+        return pool
+
     def _appearance(self, x0: Tensor, generator: torch.Generator | None) -> Tensor:
         """Anomaly appearance A (B, 3, H, W) in [-1, 1] from textures or shuffled self-tiles."""
-        batch = x0.shape[0]
-        own = ((x0 + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        use_texture = torch.zeros(batch, dtype=torch.bool, device=x0.device)
-        source = own
-        if self.textures is not None:
-            bank = self._bank(x0.device)
-            draw = torch.rand(batch, generator=generator, device=x0.device)
-            use_texture = draw < self.config.texture_probability
-            index = torch.randint(0, len(bank), (batch,), generator=generator, device=x0.device)
-            source = torch.where(use_texture.view(batch, 1, 1, 1), bank[index], own)
+        source, use_texture = self._sources(x0, generator)
         augmented = apply_random_operations(source, self.config.num_operations, generator)
-        shuffled = _tile_shuffle(augmented, self.config.tile_grid, generator)
-        chosen = torch.where(use_texture.view(batch, 1, 1, 1), augmented, shuffled)
-        return chosen.to(x0.dtype) / 127.5 - 1.0
+        chosen = _tile_shuffle(augmented, self.config.tile_grid, generator, keep=use_texture)
+        return chosen.to(x0.dtype).div_(127.5).sub_(1.0)
 
     def __call__(
         self,
@@ -259,13 +315,15 @@ class AnomalySynthesizer:
         ) * cfg.noise_rotation_degrees
         noise = rotate(noise, angles, mode="bilinear")
         tau, _ = _draw_thresholds(noise, cfg.threshold, generator)
+        # τ = ∞ empties M_a at the last step, where the network sees no anomaly.
+        tau = tau.masked_fill((t[:count] == self.num_steps - 1).view(count, 1, 1, 1), math.inf)
 
-        fg = (foreground[:count] > 0.5).to(x0.dtype)
+        fg = foreground[:count] > 0.5
         magnitude = noise.abs()
-        visible = (t[:count] != self.num_steps - 1).to(x0.dtype).view(count, 1, 1, 1)
-        normal = x0.new_zeros(batch - count, 1, height, width)
-        mask = torch.cat([_threshold_mask(magnitude, cfg.threshold, fg), normal])
-        simulated = torch.cat([_threshold_mask(magnitude, tau, fg) * visible, normal])
+        mask = x0.new_zeros(batch, 1, height, width)
+        simulated = x0.new_zeros(batch, 1, height, width)
+        _threshold_mask(magnitude, cfg.threshold, fg, out=mask[:count])
+        _threshold_mask(magnitude, tau, fg, out=simulated[:count])
         appearance = torch.cat([self._appearance(x0[:count], generator), x0[count:]])
         anomalous = torch.arange(batch, device=device) < count
         return SyntheticAnomalies(mask, simulated, appearance, anomalous)
