@@ -118,8 +118,9 @@ def perlin_noise(
     exponents = torch.randint(0, scale_max + 1, (batch, 2), generator=generator, device=device)
     side = 2**scale_max + 1
     angles = 2.0 * math.pi * torch.rand(batch, side * side, generator=generator, device=device)
-    # √2 scales the gradients (B, side²) instead of every pixel: the noise is linear in them.
-    grad_y, grad_x = math.sqrt(2.0) * torch.cos(angles), math.sqrt(2.0) * torch.sin(angles)
+    # Gradients as complex numbers (y + ix), so one gather fetches both components; √2
+    # scales them (B, side²) instead of every pixel: the noise is linear in them.
+    gradients = torch.polar(torch.full_like(angles, math.sqrt(2.0)), angles)
 
     steps, axis = _pixel_steps(height, width, device)
     lattice_per_pixel = torch.exp2(exponents.float()) / torch.tensor(
@@ -136,8 +137,9 @@ def perlin_noise(
     offsets, corners = _corner_offsets(side, device)
     top_left = (cell_y * side).view(batch, 1, height, 1) + cell_x.view(batch, 1, 1, width)
     index = (top_left.expand(batch, 4, height, width) + offsets).view(batch, -1)
-    gy = grad_y.gather(1, index).view(batch, 4, height, width)
-    gx = grad_x.gather(1, index).view(batch, 4, height, width)
+    gy, gx = (
+        torch.view_as_real(gradients.gather(1, index)).view(batch, 4, height, width, 2).unbind(-1)
+    )
     # Dot product of each corner's gradient with the offset from that corner: (B, 4, H, W).
     to_y = frac_y.view(batch, 1, height, 1) - corners[:, 0].view(1, 4, 1, 1)
     to_x = frac_x.view(batch, 1, 1, width) - corners[:, 1].view(1, 4, 1, 1)
