@@ -453,7 +453,7 @@ def _plan(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
         plan.append(
             group(
                 "synth", name, [("optimised", SYNTH_BATCH), ("naive", SYNTH_BATCH)],
-                warmup=2, repeats=5 if quick else 10,
+                warmup=5, repeats=20 if quick else 50,
             )
         )  # fmt: skip
         if name == "paper" and cpu and not args.paper_inference:
