@@ -83,9 +83,7 @@ def _fade(t: Tensor) -> Tensor:
 def _pixel_steps(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Row then column indices (H + W,) as floats, and which axis each belongs to (H + W,)."""
     steps = torch.cat([torch.arange(height, device=device), torch.arange(width, device=device)])
-    axis = torch.cat(
-        [torch.zeros(height, dtype=torch.long), torch.ones(width, dtype=torch.long)]
-    ).to(device)
+    axis = (torch.arange(height + width, device=device) >= height).long()
     return steps.float(), axis
 
 
@@ -261,8 +259,8 @@ class AnomalySynthesizer:
         costs more than the rest of the selection together).
         """
         batch, device = x0.shape[0], x0.device
-        textures = 0 if self.textures is None else len(self.textures)
         pool = self._pool(device, x0.shape)
+        textures = len(pool) - batch
         pool[textures:].copy_((x0 + 1.0).mul_(127.5).round_().clamp_(0, 255))
         index = torch.arange(textures, textures + batch, device=device)
         use_texture = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -276,12 +274,11 @@ class AnomalySynthesizer:
     def _pool(self, device: torch.device, shape: torch.Size) -> Tensor:
         """The texture bank followed by B spare rows, (K + B, 3, H, W) uint8 for images of
         ``shape`` (B, 3, H, W); kept per device, so the bank is copied there once."""
-        textures = [] if self.textures is None else [self.textures]
-        rows = sum(len(bank) for bank in textures) + shape[0]
+        textures = 0 if self.textures is None else len(self.textures)
         pool = self._pool_cache.get(device)
-        if pool is None or pool.shape != (rows, *shape[1:]):
+        if pool is None or pool.shape != (textures + shape[0], *shape[1:]):
             spare = torch.zeros(shape, dtype=torch.uint8, device=device)
-            pool = torch.cat([*(bank.to(device) for bank in textures), spare])
+            pool = spare if self.textures is None else torch.cat([self.textures.to(device), spare])
             self._pool_cache[device] = pool
         return pool
 
