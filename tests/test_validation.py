@@ -23,6 +23,7 @@ GOOD = {
         "threshold_quantile": 0.99,
         "pixel_threshold_quantile": 0.999,
     },
+    "losses": {"normal_ssim_range": "unit"},
     "data": {"holdout_fraction": 0.1},
     "synthesis": {"foreground": {"mode": "estimate"}},
 }
@@ -62,6 +63,7 @@ def test_paper_recipe_is_valid():
         ("evaluation.resolution", "full", "model, native"),
         ("synthesis.foreground.mode", "sam", "estimate, folder, none"),
         ("training.lr", 0, "> 0"),
+        ("losses.normal_ssim_range", "0-1", "unit, signed"),
     ],
 )
 def test_each_rule_names_key_value_and_rule(key, value, rule):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from transfusion_ad.core.losses import SSIM_RANGES
+
 DATASETS = ("mvtec_ad", "visa", "folder")
 LAYOUTS = ("auto", "mvtec", "visa_1cls", "folder", "visa_raw")
 FOREGROUND_MODES = ("estimate", "folder", "none")
@@ -60,6 +62,11 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ),
     ("training.epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("training.lr", lambda v: _is_number(v) and v > 0, "a number > 0"),
+    (
+        "losses.normal_ssim_range",
+        lambda v: v in SSIM_RANGES,
+        f"one of {', '.join(SSIM_RANGES)} (docs/normal_loss.md)",
+    ),
     ("inference.batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("inference.mask_divisor", lambda v: v in MASK_DIVISORS, f"one of {', '.join(MASK_DIVISORS)}"),
     ("evaluation.fusion_weight", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),

@@ -176,6 +176,7 @@ def test_training_steps_cover_one_to_t_minus_one_and_never_zero() -> None:
         ("num_workers", -1),
         ("epochs", 2.5),
         ("loss_weights", {"anomaly": 1.0, "bogus": 2.0}),
+        ("normal_ssim_range", "Unit"),
     ],
 )
 def test_bad_config_values_are_rejected_with_the_key(key: str, value: object) -> None:

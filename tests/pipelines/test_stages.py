@@ -43,6 +43,10 @@ def test_training_outputs(staged_catalog, tiny_parameters):
     assert checkpoint["recipe"]["image_size"] == 32
     assert checkpoint["recipe"]["num_steps"] == tiny_parameters["model"]["num_steps"]
     assert checkpoint["epochs"] == 1
+    assert (
+        checkpoint["train_config"]["normal_ssim_range"]
+        == tiny_parameters["losses"]["normal_ssim_range"]
+    )
     history = staged_catalog.load("training_history")
     assert len(history["results"]) == 1
     assert all(math.isfinite(v) for v in history["results"][0]["losses"].values())

@@ -14,6 +14,7 @@ from transfusion_ad.core.schedule import TransparencySchedule
 
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
+SSIM_RANGES = ("unit", "signed")
 
 
 @dataclass
@@ -37,12 +38,21 @@ def _gaussian_window(channels: int, device: torch.device, dtype: torch.dtype) ->
     return window.expand(channels, 1, _SSIM_WINDOW, _SSIM_WINDOW).contiguous()
 
 
-def ssim(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean SSIM of pred vs target (B, C, H, W) -> scalar.
+def _authors_dynamic_range(pred: Tensor) -> Tensor:
+    """L as the authors' SSIM takes it from the prediction: (255 if max > 128 else 1) − (−1 if
+    min < −0.5 else 0), computed on the device without a host sync."""
+    high = torch.where(pred.max() > 128, 255.0, 1.0)
+    low = torch.where(pred.min() < -0.5, -1.0, 0.0)
+    return high - low
 
-    Per-channel 11×11 Gaussian window (σ = 1.5), zero padding 5. The dynamic range L is taken from
-    the prediction as in the reference: (255 if max > 128 else 1) − (−1 if min < −0.5 else 0),
-    computed on the device without a host sync.
+
+def _ssim_maps(
+    pred: Tensor, target: Tensor, dynamic_range: float | Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The two factors of SSIM per pixel, luminance l and contrast-structure cs: (B, C, H, W) each.
+
+    l = (2 μp μt + c1) / (μp² + μt² + c1), cs = (2 σpt + c2) / (σp² + σt² + c2), SSIM = l · cs.
+    Per-channel 11×11 Gaussian window (σ = 1.5), zero padding 5; c1 = (0.01 L)², c2 = (0.03 L)².
     """
     if pred.shape != target.shape or pred.dim() != 4:
         raise ValueError(
@@ -56,9 +66,8 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     def blur(x: Tensor) -> Tensor:
         return F.conv2d(x, window, padding=pad, groups=channels)
 
-    high = torch.where(pred.max() > 128, 255.0, 1.0)
-    low = torch.where(pred.min() < -0.5, -1.0, 0.0)
-    dynamic_range = high - low
+    if dynamic_range is None:
+        dynamic_range = _authors_dynamic_range(pred)
     c1 = (0.01 * dynamic_range) ** 2
     c2 = (0.03 * dynamic_range) ** 2
 
@@ -66,9 +75,59 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     var_p = blur(pred * pred) - mu_p**2
     var_t = blur(target * target) - mu_t**2
     cov = blur(pred * target) - mu_p * mu_t
-    numerator = (2 * mu_p * mu_t + c1) * (2 * cov + c2)
-    denominator = (mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2)
-    return (numerator / denominator).mean()
+    luminance = (2 * mu_p * mu_t + c1) / (mu_p**2 + mu_t**2 + c1)
+    structure = (2 * cov + c2) / (var_p + var_t + c2)
+    return luminance, structure
+
+
+def ssim(pred: Tensor, target: Tensor, dynamic_range: float | None = None) -> Tensor:
+    """Mean SSIM of pred vs target (B, C, H, W) -> scalar.
+
+    ``dynamic_range`` None takes L from the prediction as the authors' code does (see
+    ``_authors_dynamic_range``); a number fixes it.
+    """
+    luminance, structure = _ssim_maps(pred, target, dynamic_range)
+    return (luminance * structure).mean()
+
+
+def _to_ssim_range(image: Tensor, ssim_range: str) -> tuple[Tensor, float | None]:
+    """An image in [−1, 1] as the chosen SSIM range sees it, with the dynamic range to use."""
+    if ssim_range == "unit":
+        return (image + 1.0) * 0.5, 1.0
+    if ssim_range == "signed":
+        return image, None
+    raise ValueError(
+        f"normal_ssim_range must be one of {', '.join(SSIM_RANGES)}, got {ssim_range!r}."
+    )
+
+
+def ssim_factors(normal_hat: Tensor, x0: Tensor, ssim_range: str) -> tuple[Tensor, Tensor]:
+    """(l, cs) maps of the normal loss's SSIM for images in [−1, 1], (B, 3, H, W) each."""
+    pred, dynamic_range = _to_ssim_range(normal_hat, ssim_range)
+    target, _ = _to_ssim_range(x0, ssim_range)
+    return _ssim_maps(pred, target, dynamic_range)
+
+
+def normal_appearance_loss(
+    normal_hat: Tensor,
+    x0: Tensor,
+    *,
+    ssim_weight: float,
+    l1_weight: float,
+    ssim_range: str = "unit",
+) -> Tensor:
+    """ssim_weight · (1 − SSIM(n̂, x0)) + l1_weight · L1(n̂, x0) for images (B, 3, H, W) in [−1, 1].
+
+    ``unit`` maps both images to [0, 1] and fixes L = 1 before SSIM; ``signed`` feeds them as they
+    are with L from the prediction, as the authors' code does. On signed images a window whose
+    local means differ in sign has l < 0, and SSIM = l · cs then rewards anti-correlated
+    structure there: a second basin that can turn a channel upside down (docs/normal_loss.md).
+    In [0, 1] both means are positive, l > 0 everywhere and SSIM only rewards agreement.
+    """
+    pred, dynamic_range = _to_ssim_range(normal_hat, ssim_range)
+    target, _ = _to_ssim_range(x0, ssim_range)
+    similarity = ssim(pred, target, dynamic_range)
+    return ssim_weight * (1.0 - similarity) + l1_weight * F.l1_loss(normal_hat, x0)
 
 
 def transfusion_loss(
@@ -83,6 +142,7 @@ def transfusion_loss(
     t: Tensor,
     schedule: TransparencySchedule,
     weights: LossWeights | None = None,
+    normal_ssim_range: str = "unit",
 ) -> dict[str, Tensor]:
     """All loss terms for one batch; each value is already weighted and "total" is their sum.
 
@@ -98,7 +158,13 @@ def transfusion_loss(
     smooth = F.smooth_l1_loss(torch.sigmoid(mask_logits), mask, beta=1.0)
     mask_term = w.mask_focal * focal + w.mask_smooth_l1 * smooth
 
-    normal = w.normal_ssim * (1.0 - ssim(normal_hat, x0)) + w.normal_l1 * F.l1_loss(normal_hat, x0)
+    normal = normal_appearance_loss(
+        normal_hat,
+        x0,
+        ssim_weight=w.normal_ssim,
+        l1_weight=w.normal_l1,
+        ssim_range=normal_ssim_range,
+    )
 
     predicted_mask = (torch.sigmoid(mask_logits) > 0.5).to(x_t.dtype)
     predicted_prev = schedule.step(x_t, t, predicted_mask, anomaly_hat, normal_hat)

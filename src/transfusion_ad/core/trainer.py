@@ -34,7 +34,7 @@ from transfusion_ad.core.checkpoint import (
     save_rotating,
 )
 from transfusion_ad.core.device import keep_freed_host_memory, resolve_device
-from transfusion_ad.core.losses import LossWeights, transfusion_loss
+from transfusion_ad.core.losses import SSIM_RANGES, LossWeights, transfusion_loss
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import AnomalySynthesizer, random_rotation
 
@@ -93,6 +93,7 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     loss_weights: LossWeights = field(default_factory=LossWeights)
+    normal_ssim_range: str = "unit"
 
     def __post_init__(self) -> None:
         _require_int("epochs", self.epochs, 1, "an integer >= 1")
@@ -129,6 +130,11 @@ class TrainConfig:
             raise ValueError(
                 "TrainConfig.loss_weights must be LossWeights or a dict, got "
                 f"{self.loss_weights!r}."
+            )
+        if self.normal_ssim_range not in SSIM_RANGES:
+            raise ValueError(
+                f"TrainConfig.normal_ssim_range must be one of {', '.join(SSIM_RANGES)}, got "
+                f"{self.normal_ssim_range!r}."
             )
 
 
@@ -228,6 +234,7 @@ def compute_training_loss(
     *,
     generator: torch.Generator | None = None,
     weights: LossWeights | None = None,
+    normal_ssim_range: str = "unit",
     rotation_probability: float = 0.3,
     rotation_degrees: float = 20.0,
     autocast_dtype: torch.dtype | None = None,
@@ -273,6 +280,7 @@ def compute_training_loss(
         t=t,
         schedule=schedule,
         weights=weights if weights is not None else LossWeights(),
+        normal_ssim_range=normal_ssim_range,
     )
 
 
@@ -508,6 +516,7 @@ class Trainer:
                 foreground.to(self.device, non_blocking=True),
                 generator=run.generator,
                 weights=self.config.loss_weights,
+                normal_ssim_range=self.config.normal_ssim_range,
                 rotation_probability=self.rotation_probability,
                 rotation_degrees=self.rotation_degrees,
                 autocast_dtype=self.autocast_dtype,

@@ -45,6 +45,7 @@ def train_model(
     texture_bank: Tensor,
     model: dict[str, Any],
     training: dict[str, Any],
+    losses: dict[str, Any],
     synthesis: dict[str, Any],
     image_size: int,
     seed: int,
@@ -61,6 +62,7 @@ def train_model(
     schedule = TransparencySchedule(model["num_steps"])
     synthesizer = AnomalySynthesizer(texture_bank, synthesis_config(synthesis), model["num_steps"])
     settings = {k: v for k, v in training.items() if k not in _RUN_ONLY_KEYS}
+    settings["normal_ssim_range"] = losses["normal_ssim_range"]
     config = TrainConfig(**settings, seed=seed, device=device)
     trainer = Trainer(
         network,

@@ -16,6 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "texture_bank",
                     "params:model",
                     "params:training",
+                    "params:losses",
                     "params:synthesis",
                     "params:image_size",
                     "params:seed",
