@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -63,3 +65,24 @@ class KeptMemoryDataset(MemoryDataset):
 
     def _release(self) -> None:
         return None
+
+
+def start_in_own_group(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A background run in its own process group (kill it with os.killpg), output discarded."""
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for_glob(folder: Path, pattern: str, process: subprocess.Popen, timeout: float) -> None:
+    """Wait until ``folder`` holds a match of ``pattern``, failing if ``process`` ends first."""
+    deadline = time.monotonic() + timeout
+    while not list(folder.glob(pattern)):
+        assert process.poll() is None, f"the run ended before {folder}/{pattern} appeared"
+        assert time.monotonic() < deadline, f"{folder}/{pattern} did not appear within {timeout} s"
+        time.sleep(0.05)

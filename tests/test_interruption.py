@@ -1,5 +1,6 @@
 """A training process killed with SIGKILL mid-epoch resumes from its last checkpoint when the
-same command is run again, and finishes with an unbroken loss history."""
+same command is run again, and finishes with an unbroken loss history; in MLflow the killed run
+is marked FAILED and the finished one holds every epoch once."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import torch
 from kedro.framework.session import KedroSession
-from support import tracking_uri
+from support import start_in_own_group, tracking_uri, wait_for_glob
 
 from transfusion_ad.core.recipes import model_from_recipe
 
@@ -37,30 +39,16 @@ def _prepare_inputs(project: Path) -> None:
             s.run(pipeline_name=stage)
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, "training ended before it could be interrupted"
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
-        time.sleep(0.05)
-
-
 def test_sigkill_mid_epoch_then_same_command_resumes(project_copy):
     _prepare_inputs(project_copy)
     command = _training_command(project_copy)
     checkpoints = project_copy / "data" / "06_models" / "visa" / "fryum" / "checkpoints"
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
 
-    first = subprocess.Popen(
-        command,
-        cwd=project_copy,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = start_in_own_group(command, project_copy, env)
     try:
-        _wait_for(checkpoints / "checkpoint-epoch00002.pt", first, timeout=240)
+        # <checkpoint_dir>/<run identity>/checkpoint-epoch00002.pt
+        wait_for_glob(checkpoints, "*/checkpoint-epoch00002.pt", first, timeout=240)
         time.sleep(0.3)  # into epoch 3
     finally:
         os.killpg(first.pid, signal.SIGKILL)
@@ -90,3 +78,14 @@ def test_sigkill_mid_epoch_then_same_command_resumes(project_copy):
     assert {k: v.shape for k, v in payload["model_state"].items()} == {
         k: v.shape for k, v in fresh.items()
     }
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(project_copy))
+    experiment = client.get_experiment_by_name("transfusion_ad")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.run_identity != ''")
+    by_status = {run.info.status: run for run in runs}
+    assert sorted(by_status) == ["FAILED", "FINISHED"] and len(runs) == 2
+    killed, finished = by_status["FAILED"], by_status["FINISHED"]
+    assert killed.data.tags["failure_reason"].startswith(f"orphaned: process {first.pid}")
+    assert killed.data.tags["run_identity"] == finished.data.tags["run_identity"]
+    steps = [m.step for m in client.get_metric_history(finished.info.run_id, "train_total")]
+    assert sorted(steps) == list(range(1, EPOCHS + 1))

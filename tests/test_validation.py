@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transfusion_ad.validation import ParameterError, validate_parameters
+from transfusion_ad.validation import ParameterError, check_parameter_keys, validate_parameters
 
 GOOD = {
     "dataset": "mvtec_ad",
@@ -77,3 +77,46 @@ def test_all_problems_are_listed_at_once():
     with pytest.raises(ParameterError) as error:
         validate_parameters(params)
     assert "image_size" in str(error.value) and "training.batch_size" in str(error.value)
+
+
+def _conf(tmp_path, base: str, quick: str = ""):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "parameters.yml").write_text(base)
+    (tmp_path / "base" / "catalog.yml").write_text("x:\n  root: ${runtime_params:data_root, a}\n")
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "parameters.yml").write_text(quick)
+    return tmp_path
+
+
+def test_a_misspelt_runtime_key_is_refused_with_the_closest_valid_key(tmp_path):
+    conf = _conf(tmp_path, "training:\n  epochs: 3\n  lr: 0.1\nseed: 3\n")
+    with pytest.raises(ParameterError) as error:
+        check_parameter_keys(conf, ["quick"], {"trainig": {"epochs": 5}, "seed": 1})
+    assert "unknown parameter trainig.epochs: did you mean training.epochs?" in str(error.value)
+    assert "seed" not in str(error.value).split("\n", 1)[1]
+
+
+def test_dotted_runtime_keys_and_runtime_only_names_are_known(tmp_path):
+    conf = _conf(tmp_path, "training:\n  epochs: 3\n")
+    check_parameter_keys(conf, ["quick"], {"training.epochs": 5, "data_root": "/x"})
+
+
+def test_a_misspelt_key_in_an_environment_file_is_refused_naming_the_file(tmp_path):
+    conf = _conf(tmp_path, "evaluation:\n  box_size: 7\n", "evaluation:\n  box_sise: 5\n")
+    with pytest.raises(ParameterError) as error:
+        check_parameter_keys(conf, ["quick"], None)
+    message = str(error.value)
+    assert "unknown parameter evaluation.box_sise: did you mean evaluation.box_size?" in message
+    assert str(conf / "quick" / "parameters.yml") in message
+
+
+def test_a_key_with_no_close_match_says_so(tmp_path):
+    conf = _conf(tmp_path, "seed: 3\n")
+    with pytest.raises(ParameterError, match="unknown parameter zzz_qqq: no parameter has"):
+        check_parameter_keys(conf, [], {"zzz_qqq": 1})
+
+
+def test_the_project_configuration_has_no_unknown_key(project_root):
+    conf = project_root / "conf"
+    envs = [path.name for path in conf.iterdir() if path.is_dir() and path.name != "base"]
+    check_parameter_keys(conf, envs, None)

@@ -6,9 +6,13 @@ See https://docs.kedro.org/en/stable/configure/configuration_basics/ for the def
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
-from transfusion_ad.hooks import MlflowArtifactHook, ParameterValidationHook
+from transfusion_ad.hooks import (
+    MlflowArtifactHook,
+    ModelThresholdsPairHook,
+    ParameterValidationHook,
+)
 
-HOOKS = (ParameterValidationHook(), MlflowArtifactHook())
+HOOKS = (ParameterValidationHook(), ModelThresholdsPairHook(), MlflowArtifactHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

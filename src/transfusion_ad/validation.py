@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from transfusion_ad.core.losses import SSIM_RANGES
+from transfusion_ad.core.training_folder import LOCK_MODES, RESUME_MODES
 
 DATASETS = ("mvtec_ad", "visa", "folder")
 LAYOUTS = ("auto", "mvtec", "visa_1cls", "folder", "visa_raw")
@@ -63,6 +69,12 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("training.epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("training.lr", lambda v: _is_number(v) and v > 0, "a number > 0"),
     (
+        "training.resume",
+        lambda v: v in RESUME_MODES or isinstance(v, bool),
+        f"one of {', '.join(RESUME_MODES)} (true and false mean auto and never)",
+    ),
+    ("training.lock", lambda v: v in LOCK_MODES, f"one of {', '.join(LOCK_MODES)}"),
+    (
         "losses.normal_ssim_range",
         lambda v: v in SSIM_RANGES,
         f"one of {', '.join(SSIM_RANGES)} (docs/normal_loss.md)",
@@ -114,4 +126,108 @@ def validate_parameters(params: dict[str, Any]) -> None:
     if problems:
         raise ParameterError(
             "Invalid parameters (fix them in conf/ or in --params):\n  - " + "\n  - ".join(problems)
+        )
+
+
+_RUNTIME_NAME = re.compile(r"\$\{runtime_params:\s*([A-Za-z0-9_.]+)")
+
+
+def _dotted_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    """Every key path of a nested mapping, inner nodes included ("a", "a.b", ...)."""
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        yield name
+        yield from _dotted_keys(value, f"{name}.")
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    """The key path of every leaf (a scalar, a list or an empty mapping)."""
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from _leaf_keys(value, f"{name}.")
+        else:
+            yield name
+
+
+def _parameter_files(folder: Path) -> list[Path]:
+    """Kedro's parameter files of one environment folder (parameters*.yml, any depth)."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and path.suffix in (".yml", ".yaml")
+        and any(part.startswith("parameters") for part in path.relative_to(folder).parts)
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    loaded = yaml.safe_load(path.read_text())
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def known_parameter_keys(conf_source: Path, base_env: str = "base") -> set[str]:
+    """The schema: every key path of conf/<base_env>'s parameter files, plus the runtime-only
+    names that any conf file reads with ``${runtime_params:NAME}`` (data_root, ...)."""
+    known: set[str] = set()
+    for path in _parameter_files(Path(conf_source) / base_env):
+        known.update(key for key in _dotted_keys(_read_yaml(path)) if not key.startswith("_"))
+    for path in Path(conf_source).rglob("*.y*ml"):
+        known.update(_RUNTIME_NAME.findall(path.read_text()))
+    return known
+
+
+def unknown_parameter_problems(sources: dict[str, dict[str, Any]], known: set[str]) -> list[str]:
+    """One line per key of ``sources`` (a label -> nested parameters) outside ``known``:
+    ``unknown parameter trainig.epochs: did you mean training.epochs? (given in --params)``."""
+    problems = []
+    for label, params in sources.items():
+        for key in _leaf_keys(params):
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "no parameter has this name"
+            problems.append(f"unknown parameter {key}: {hint} ({label})")
+    return problems
+
+
+def _nest(flat_or_nested: dict[str, Any]) -> dict[str, Any]:
+    """Runtime parameters as a nested mapping, whether given as "a.b" keys or nested."""
+    nested: dict[str, Any] = {}
+    for key, value in flat_or_nested.items():
+        node = nested
+        *parents, leaf = str(key).split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf].update(_nest(value))
+        else:
+            node[leaf] = _nest(value) if isinstance(value, dict) else value
+    return nested
+
+
+def check_parameter_keys(
+    conf_source: Path,
+    envs: list[str],
+    runtime_params: dict[str, Any] | None,
+    base_env: str = "base",
+) -> None:
+    """Refuse keys that no parameter of conf/<base_env> has, in the run's environment folders or
+    in --params, before any work; each problem names the key and the closest valid key."""
+    known = known_parameter_keys(conf_source, base_env)
+    sources: dict[str, dict[str, Any]] = {}
+    for env in envs:
+        for path in _parameter_files(Path(conf_source) / env):
+            sources[f"in {path}"] = _read_yaml(path)
+    if runtime_params:
+        sources["given in --params"] = _nest(runtime_params)
+    problems = unknown_parameter_problems(sources, known)
+    if problems:
+        raise ParameterError(
+            "Unknown parameters (fix the spelling in conf/ or in --params):\n  - "
+            + "\n  - ".join(problems)
         )

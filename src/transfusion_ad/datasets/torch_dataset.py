@@ -14,7 +14,9 @@ from kedro.io.core import get_filepath_str, get_protocol_and_path
 
 
 class TorchDataset(AbstractVersionedDataset[Any, Any]):
-    """Save any object ``torch.save`` accepts (tensors, dicts of tensors, state dicts).
+    """Save tensors and plain containers of them (dicts, lists, strings, numbers, None), as
+    tensors, state dicts and model payloads are. Loading uses ``weights_only=True``, so reading a
+    file never runs pickled code; an object of another type is refused when it is read.
 
     ``filepath`` may be a local path or an fsspec URL (``s3://``, ``gs://``, ``file://`` ...)
     for shared storage. Local files are written to a temporary name beside the target and
@@ -51,7 +53,7 @@ class TorchDataset(AbstractVersionedDataset[Any, Any]):
         path = get_filepath_str(self._get_load_path(), self._protocol)
         try:
             with self._fs.open(path, "rb") as handle:
-                return torch.load(handle, map_location="cpu", weights_only=False)
+                return torch.load(handle, map_location="cpu", weights_only=True)
         except (RuntimeError, EOFError, OSError) as exc:
             raise DatasetError(
                 f"Cannot read '{path}' ({exc}); the file is corrupt or was not written by this "

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from transfusion_ad.core.device import resolve_device
 from transfusion_ad.core.fusion import fuse_masks, image_scores, reconstruction_error
+from transfusion_ad.core.identity import model_binding
 from transfusion_ad.core.metrics import compute_all
 from transfusion_ad.core.resize import evaluation_pairs
 from transfusion_ad.core.schedule import TransparencySchedule
@@ -46,15 +47,17 @@ def fuse_anomaly_maps(outputs: dict[str, Tensor], image_set: dict, evaluation: d
     }
 
 
-def calibrate(holdout_maps: dict, evaluation: dict) -> dict[str, float]:
-    """Image and pixel thresholds from held-out normal training images only."""
-    thresholds = calibrate_thresholds(
+def calibrate(holdout_maps: dict, model_checkpoint: dict, evaluation: dict) -> dict[str, Any]:
+    """Image and pixel thresholds from held-out normal training images only, bound to the model
+    whose maps they come from: {"image", "pixel", "model": {"weights_digest", "identity"}}."""
+    thresholds: dict[str, Any] = calibrate_thresholds(
         holdout_maps["scores"].numpy(),
         holdout_maps["maps"].numpy(),
         quantile=evaluation["threshold_quantile"],
         pixel_quantile=evaluation["pixel_threshold_quantile"],
     )
     logger.info("Calibrated thresholds: %s", thresholds)
+    thresholds["model"] = model_binding(model_checkpoint)
     return thresholds
 
 
@@ -87,7 +90,8 @@ def compute_metrics(
         fpr_limit=evaluation["fpr_limit"],
     )
     metrics = {name: float(value) for name, value in values.items()}
-    metrics["thresholds"] = dict(thresholds)
+    metrics["thresholds"] = {k: v for k, v in thresholds.items() if k != "model"}
+    metrics["model"] = thresholds.get("model")
     metrics["evaluation_resolution"] = evaluation["resolution"]
     logger.info(
         "Metrics: %s",

@@ -32,7 +32,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 calibrate,
-                inputs=["holdout_maps", "params:evaluation"],
+                inputs=["holdout_maps", "model_checkpoint", "params:evaluation"],
                 outputs="thresholds",
                 name="calibrate_thresholds_on_holdout",
             ),

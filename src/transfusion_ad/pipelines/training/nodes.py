@@ -1,24 +1,29 @@
-"""Nodes of training: build the recipe's model and hand it to core.trainer.Trainer."""
+"""Nodes of training: the run identity, the recipe's model, and core.trainer.Trainer in the
+identity's own checkpoint folder under its lock."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from torch import Tensor
 
+from transfusion_ad.core import training_folder
+from transfusion_ad.core.identity import (
+    identity_recipe,
+    run_identity,
+    training_data_digest,
+    weights_digest,
+)
 from transfusion_ad.core.recipes import model_from_recipe
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import AnomalySynthesizer
 from transfusion_ad.core.trainer import EpochResult, TrainConfig, Trainer, seed_everything
 from transfusion_ad.data import TrainingImages
 from transfusion_ad.pipelines.anomaly_synthesis.nodes import synthesis_config
+from transfusion_ad.pipelines.training import tracking
 
-logger = logging.getLogger(__name__)
-
-_RUN_ONLY_KEYS = ("checkpoint_dir", "resume")
+_RUN_ONLY_KEYS = ("checkpoint_dir", "resume", "lock")
 
 
 def recipe_of(model: dict[str, Any], image_size: int) -> dict[str, Any]:
@@ -30,13 +35,15 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, list | tuple) else value
 
 
-def _log_epoch(result: EpochResult) -> None:
-    """Stream the epoch's losses to the active MLflow run, so the UI shows training live."""
-    if mlflow.active_run() is None:
-        return
-    metrics = {f"train_{name}": value for name, value in result.losses.items()}
-    metrics["train_lr"] = result.lr
-    mlflow.log_metrics(metrics, step=result.epoch)
+def _check_train_set(train_set: dict, image_size: int) -> None:
+    """The persisted train_set must be decoded at the current image_size."""
+    size = tuple(train_set["images"].shape[-2:])
+    if size != (image_size, image_size):
+        raise ValueError(
+            f"train_set holds {size[0]}x{size[1]} images but image_size is {image_size}: it was "
+            "decoded for another recipe. Run data_ingestion and anomaly_synthesis with these "
+            "parameters first (or the whole train_eval pipeline)."
+        )
 
 
 def train_model(
@@ -50,38 +57,74 @@ def train_model(
     image_size: int,
     seed: int,
     device: str,
+    dataset: str,
+    category: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train and return (checkpoint payload, loss history).
+    """Train and return (final model payload, loss history).
 
-    Resumable checkpoints go to ``training.checkpoint_dir``; the payload returned here is the
-    final model that the catalog versions.
+    Resumable checkpoints go to ``training.checkpoint_dir/<identity>/``: the same recipe and
+    training data resume, any other one trains afresh beside it. The payload returned here is
+    the final model that the catalog versions; it carries the identity and its recipe.
     """
+    _check_train_set(train_set, image_size)
     recipe = recipe_of(model, image_size)
-    seed_everything(seed)  # the initial weights too: same seed, same run
-    network = model_from_recipe(recipe)
-    schedule = TransparencySchedule(model["num_steps"])
-    synthesizer = AnomalySynthesizer(texture_bank, synthesis_config(synthesis), model["num_steps"])
-    settings = {k: v for k, v in training.items() if k not in _RUN_ONLY_KEYS}
-    settings["normal_ssim_range"] = losses["normal_ssim_range"]
-    config = TrainConfig(**settings, seed=seed, device=device)
-    trainer = Trainer(
-        network,
-        schedule,
-        synthesizer,
-        config,
-        checkpoint_dir=Path(training["checkpoint_dir"]),
-        metadata={"recipe": recipe},
+    flat_recipe = identity_recipe(
+        image_size=image_size,
+        seed=seed,
+        model=model,
+        training=training,
+        synthesis=synthesis,
+        losses=losses,
+        train_data=training_data_digest(train_set["paths"]),
     )
-    history = trainer.fit(
-        TrainingImages(train_set["images"], foreground_masks),
-        callback=_log_epoch,
-        resume=training["resume"],
-    )
+    identity = run_identity(flat_recipe)
+    resume = training_folder.resume_mode(training["resume"])
+    root = Path(training["checkpoint_dir"])
+    with training_folder.hold_lock(root / identity, training["lock"]):
+        folder = training_folder.prepare(
+            root, identity, flat_recipe, f"{dataset}/{category}", resume
+        )
+        tracking.claim_identity(identity)
+        seed_everything(seed)  # the initial weights too: same seed, same run
+        network = model_from_recipe(recipe)
+        schedule = TransparencySchedule(model["num_steps"])
+        synthesizer = AnomalySynthesizer(
+            texture_bank, synthesis_config(synthesis), model["num_steps"]
+        )
+        settings = {k: v for k, v in training.items() if k not in _RUN_ONLY_KEYS}
+        settings["normal_ssim_range"] = losses["normal_ssim_range"]
+        config = TrainConfig(**settings, seed=seed, device=device)
+        trainer = Trainer(
+            network,
+            schedule,
+            synthesizer,
+            config,
+            checkpoint_dir=folder,
+            metadata={"recipe": recipe, "identity": identity},
+        )
+        streamed: set[int] = set()
+
+        def stream(result: EpochResult) -> None:
+            tracking.log_epoch(result)
+            streamed.add(result.epoch)
+
+        history = trainer.fit(
+            TrainingImages(train_set["images"], foreground_masks),
+            callback=stream,
+            resume=resume != "never",
+        )
+    for result in history.results:  # a resumed run also holds the epochs of its checkpoint
+        if result.epoch not in streamed:
+            tracking.log_epoch(result)
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
     payload = {
-        "model_state": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+        "model_state": state,
         "model_config": dict(network.config),
         "recipe": recipe,
         "train_config": {k: _plain(v) for k, v in settings.items()},
         "epochs": history.last_epoch,
+        "identity": identity,
+        "identity_recipe": flat_recipe,
+        "weights_digest": weights_digest(state),
     }
     return payload, history.to_dict()

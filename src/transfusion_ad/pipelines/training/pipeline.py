@@ -21,6 +21,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:image_size",
                     "params:seed",
                     "params:device",
+                    "params:dataset",
+                    "params:category",
                 ],
                 outputs=["model_checkpoint", "training_history"],
                 name="train_transfusion_model",
