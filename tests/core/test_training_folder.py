@@ -83,3 +83,10 @@ def test_a_held_lock_fails_at_once_naming_the_file_and_the_pid(tmp_path):
             pass
     with hold_lock(tmp_path / "aaa"):  # released on exit
         pass
+
+
+def test_checkpoints_from_before_identities_are_not_resumed_and_said_so(tmp_path, log):
+    checkpoint_path(tmp_path, 5).write_bytes(b"")
+    prepare(tmp_path, "aaa", {}, "visa/fryum", "auto")
+    assert any("written before run identities" in m for m in log.messages)
+    assert (tmp_path / "checkpoint-epoch00005.pt").exists()  # kept for the user to decide

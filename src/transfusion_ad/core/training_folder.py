@@ -78,6 +78,14 @@ def prepare(root: Path, identity: str, recipe: Mapping[str, Any], label: str, re
             f"training.resume is 'must' but {folder} holds no checkpoint of this recipe "
             f"(identity {identity}). Run with training.resume=auto to train afresh."
         )
+    if list_checkpoints(Path(root)):
+        logger.warning(
+            "%s holds checkpoints written before run identities; they are not resumed (nothing "
+            "shows which recipe made them). Delete them, or move them into %s if they were "
+            "trained with this very recipe.",
+            root,
+            folder,
+        )
     last = _read_last_run(Path(root))
     if last is not None and last["identity"] != identity:
         changes = describe_changes(last.get("recipe", {}), recipe)
