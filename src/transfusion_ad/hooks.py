@@ -24,7 +24,7 @@ class ParameterValidationHook:
     def after_context_created(self, context: Any) -> None:
         loader = context.config_loader
         run_env = loader.env or loader.default_run_env
-        envs = [env for env in dict.fromkeys([run_env]) if env and env != loader.base_env]
+        envs = [run_env] if run_env and run_env != loader.base_env else []
         check_parameter_keys(Path(loader.conf_source), envs, loader.runtime_params, loader.base_env)
         validate_parameters(context.params)
 

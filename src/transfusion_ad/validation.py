@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from transfusion_ad.core.identity import flatten
 from transfusion_ad.core.losses import SSIM_RANGES
 from transfusion_ad.core.training_folder import LOCK_MODES, RESUME_MODES
 
@@ -142,16 +143,6 @@ def _dotted_keys(node: Any, prefix: str = "") -> Iterator[str]:
         yield from _dotted_keys(value, f"{name}.")
 
 
-def _leaf_keys(node: Any, prefix: str = "") -> Iterator[str]:
-    """The key path of every leaf (a scalar, a list or an empty mapping)."""
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            yield from _leaf_keys(value, f"{name}.")
-        else:
-            yield name
-
-
 def _parameter_files(folder: Path) -> list[Path]:
     """Kedro's parameter files of one environment folder (parameters*.yml, any depth)."""
     if not folder.is_dir():
@@ -186,7 +177,7 @@ def unknown_parameter_problems(sources: dict[str, dict[str, Any]], known: set[st
     ``unknown parameter trainig.epochs: did you mean training.epochs? (given in --params)``."""
     problems = []
     for label, params in sources.items():
-        for key in _leaf_keys(params):
+        for key in flatten(params):
             if key in known:
                 continue
             close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)

@@ -28,24 +28,22 @@ _PREVIEW_SYNTHESIS_KEYS = frozenset({"preview_count"})
 IDENTITY_LENGTH = 12
 
 
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively, so a recipe hashes the same after a YAML or JSON trip."""
+def to_plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so configs compare and hash the same after a YAML, JSON or
+    checkpoint round trip."""
     if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {key: to_plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
+        return [to_plain(item) for item in value]
     return value
 
 
-def training_data_digest(paths: Iterable[str], sizes: Iterable[int] | None = None) -> str:
+def training_data_digest(paths: Iterable[str]) -> str:
     """sha256 of the training files' names (last two path parts, e.g. ``good/000.JPG``) and byte
-    sizes, in sorted order: the same images wherever the data set lives. Sizes are read from
-    disk when not given."""
-    paths = list(paths)
-    sizes = [Path(path).stat().st_size for path in paths] if sizes is None else list(sizes)
+    sizes on disk, in sorted order: the same images wherever the data set lives."""
     entries = sorted(
-        (Path(path).parent.name + "/" + Path(path).name, int(size))
-        for path, size in zip(paths, sizes, strict=True)
+        (Path(path).parent.name + "/" + Path(path).name, Path(path).stat().st_size)
+        for path in paths
     )
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
@@ -72,7 +70,7 @@ def identity_recipe(
         "losses": dict(losses),
         "train_data": train_data,
     }
-    return flatten(_plain(nested))
+    return flatten(to_plain(nested))
 
 
 def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -89,7 +87,7 @@ def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def run_identity(recipe: Mapping[str, Any]) -> str:
     """The first 12 hex digits of the sha256 of the recipe as canonical JSON."""
-    canonical = json.dumps(_plain(recipe), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(to_plain(recipe), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:IDENTITY_LENGTH]
 
 

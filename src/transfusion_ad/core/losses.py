@@ -90,22 +90,17 @@ def ssim(pred: Tensor, target: Tensor, dynamic_range: float | None = None) -> Te
     return (luminance * structure).mean()
 
 
-def _to_ssim_range(image: Tensor, ssim_range: str) -> tuple[Tensor, float | None]:
-    """An image in [−1, 1] as the chosen SSIM range sees it, with the dynamic range to use."""
+def ssim_factors(normal_hat: Tensor, x0: Tensor, ssim_range: str) -> tuple[Tensor, Tensor]:
+    """(l, cs) maps of the normal loss's SSIM for images in [−1, 1], (B, 3, H, W) each: both
+    images mapped to [0, 1] with L = 1 (``unit``), or as they are with L from the prediction
+    (``signed``)."""
     if ssim_range == "unit":
-        return (image + 1.0) * 0.5, 1.0
+        return _ssim_maps((normal_hat + 1.0) * 0.5, (x0 + 1.0) * 0.5, 1.0)
     if ssim_range == "signed":
-        return image, None
+        return _ssim_maps(normal_hat, x0, None)
     raise ValueError(
         f"normal_ssim_range must be one of {', '.join(SSIM_RANGES)}, got {ssim_range!r}."
     )
-
-
-def ssim_factors(normal_hat: Tensor, x0: Tensor, ssim_range: str) -> tuple[Tensor, Tensor]:
-    """(l, cs) maps of the normal loss's SSIM for images in [−1, 1], (B, 3, H, W) each."""
-    pred, dynamic_range = _to_ssim_range(normal_hat, ssim_range)
-    target, _ = _to_ssim_range(x0, ssim_range)
-    return _ssim_maps(pred, target, dynamic_range)
 
 
 def normal_appearance_loss(
@@ -124,9 +119,8 @@ def normal_appearance_loss(
     structure there: a second basin that can turn a channel upside down (docs/normal_loss.md).
     In [0, 1] both means are positive, l > 0 everywhere and SSIM only rewards agreement.
     """
-    pred, dynamic_range = _to_ssim_range(normal_hat, ssim_range)
-    target, _ = _to_ssim_range(x0, ssim_range)
-    similarity = ssim(pred, target, dynamic_range)
+    luminance, structure = ssim_factors(normal_hat, x0, ssim_range)
+    similarity = (luminance * structure).mean()
     return ssim_weight * (1.0 - similarity) + l1_weight * F.l1_loss(normal_hat, x0)
 
 

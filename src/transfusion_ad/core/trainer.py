@@ -34,6 +34,7 @@ from transfusion_ad.core.checkpoint import (
     save_rotating,
 )
 from transfusion_ad.core.device import keep_freed_host_memory, resolve_device
+from transfusion_ad.core.identity import to_plain
 from transfusion_ad.core.losses import SSIM_RANGES, LossWeights, transfusion_loss
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import AnomalySynthesizer, random_rotation
@@ -284,15 +285,6 @@ def compute_training_loss(
     )
 
 
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively, so configs compare equal after a save/load round trip."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
 @dataclass
 class _Run:
     """The mutable state of one ``fit`` call, i.e. everything a checkpoint must capture."""
@@ -471,7 +463,7 @@ class Trainer:
 
     def _check_compatible(self, path: Path, state: dict[str, Any]) -> None:
         remedy = "use another checkpoint_dir or resume=False to start afresh"
-        if _plain(state["model_config"]) != _plain(dict(self.model.config)):
+        if to_plain(state["model_config"]) != to_plain(dict(self.model.config)):
             raise ValueError(
                 f"Checkpoint {path} was trained with model_config {state['model_config']} but the "
                 f"model has {self.model.config}; {remedy}."
@@ -482,7 +474,7 @@ class Trainer:
                 f"{self.config.epochs}; raise epochs or {remedy}."
             )
         saved = state["train_config"]
-        current = _plain(asdict(self.config))
+        current = to_plain(asdict(self.config))
         changed = [
             f"{key}: {saved.get(key)!r} -> {value!r}"
             for key, value in current.items()
@@ -548,13 +540,13 @@ class Trainer:
             "format": CHECKPOINT_FORMAT,
             "epoch": epoch,
             "model_state": self.model.state_dict(),
-            "model_config": _plain(dict(self.model.config)),
+            "model_config": to_plain(dict(self.model.config)),
             "optimizer_state": run.optimizer.state_dict(),
             "scheduler_state": run.scheduler.state_dict(),
             "rng_state": _capture_rng(run),
-            "train_config": _plain(asdict(self.config)),
+            "train_config": to_plain(asdict(self.config)),
             "num_steps": self.schedule.num_steps,
-            "synthesis_config": _plain(asdict(synth_config))
+            "synthesis_config": to_plain(asdict(synth_config))
             if is_dataclass(synth_config)
             else None,
             "metadata": self.metadata,

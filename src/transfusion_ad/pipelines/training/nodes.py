@@ -12,8 +12,8 @@ from transfusion_ad.core import training_folder
 from transfusion_ad.core.identity import (
     identity_recipe,
     run_identity,
+    to_plain,
     training_data_digest,
-    weights_digest,
 )
 from transfusion_ad.core.recipes import model_from_recipe
 from transfusion_ad.core.schedule import TransparencySchedule
@@ -28,11 +28,7 @@ _RUN_ONLY_KEYS = ("checkpoint_dir", "resume", "lock")
 
 def recipe_of(model: dict[str, Any], image_size: int) -> dict[str, Any]:
     """The recipe a checkpoint records: the network, T and the image size it was trained at."""
-    return {"image_size": image_size, **{k: _plain(v) for k, v in model.items()}}
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, list | tuple) else value
+    return {"image_size": image_size, **{k: to_plain(v) for k, v in model.items()}}
 
 
 def _check_train_set(train_set: dict, image_size: int) -> None:
@@ -116,15 +112,13 @@ def train_model(
     for result in history.results:  # a resumed run also holds the epochs of its checkpoint
         if result.epoch not in streamed:
             tracking.log_epoch(result)
-    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
     payload = {
-        "model_state": state,
+        "model_state": {k: v.detach().cpu() for k, v in network.state_dict().items()},
         "model_config": dict(network.config),
         "recipe": recipe,
-        "train_config": {k: _plain(v) for k, v in settings.items()},
+        "train_config": {k: to_plain(v) for k, v in settings.items()},
         "epochs": history.last_epoch,
         "identity": identity,
         "identity_recipe": flat_recipe,
-        "weights_digest": weights_digest(state),
     }
     return payload, history.to_dict()
