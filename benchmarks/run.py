@@ -51,6 +51,7 @@ if str(ROOT) not in sys.path:
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from benchmarks.naive import (  # noqa: E402
@@ -58,9 +59,9 @@ from benchmarks.naive import (  # noqa: E402
     aupro_reference,
     reverse_process_one_by_one,
 )
+from transfusion_ad.core.detector import Scoring, TransFusionDetector  # noqa: E402
 from transfusion_ad.core.device import keep_freed_host_memory  # noqa: E402
 from transfusion_ad.core.metrics import aupro  # noqa: E402
-from transfusion_ad.core.sampler import reverse_process  # noqa: E402
 from transfusion_ad.core.schedule import TransparencySchedule  # noqa: E402
 from transfusion_ad.core.synthesis import AnomalySynthesizer  # noqa: E402
 from transfusion_ad.core.trainer import compute_training_loss  # noqa: E402
@@ -224,14 +225,24 @@ def _infer_call(spec: dict[str, Any], device: torch.device) -> Callable[[], obje
     images = _images(spec["batch"], recipe["image_size"], device, seed=1)
     if spec["path"] == "naive":
         return lambda: reverse_process_one_by_one(model, schedule, images)
-    if spec.get("bf16"):
+    detector = TransFusionDetector(
+        model,
+        schedule,
+        recipe["image_size"],
+        _conf_scoring(),
+        precision="bf16" if spec.get("bf16") else "fp32",
+    )
+    pixels = ((images + 1) * 127.5).round().to(torch.uint8)  # the detector's input
+    return lambda: detector.reverse(pixels)
 
-        def autocast_call() -> object:
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-                return reverse_process(model, schedule, images)
 
-        return autocast_call
-    return lambda: reverse_process(model, schedule, images)
+def _conf_scoring() -> Scoring:
+    """The scoring of the project's configuration (conf/base), as a run would use it."""
+    groups = {}
+    for name in ("inference", "evaluation"):
+        text = (ROOT / "conf" / "base" / f"parameters_{name}.yml").read_text()
+        groups[name] = yaml.safe_load(text)[name]
+    return Scoring.from_params(groups["inference"], groups["evaluation"])
 
 
 def _synth_call(spec: dict[str, Any], device: torch.device) -> Callable[[], object]:

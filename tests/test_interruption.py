@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import mlflow
-import torch
 from kedro.framework.session import KedroSession
 from support import start_in_own_group, tracking_uri, wait_for_glob
 
+from transfusion_ad.core.bundle import load_bundle
 from transfusion_ad.core.recipes import model_from_recipe
 
 EPOCHS = 6
@@ -72,7 +72,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes(project_copy):
 
     versions = list((project_copy / "data" / "06_models" / "visa" / "fryum" / "model.pt").iterdir())
     assert len(versions) == 1
-    payload = torch.load(versions[0] / "model.pt", weights_only=False)
+    payload = load_bundle(versions[0] / "model.pt")
     assert payload["epochs"] == EPOCHS
     fresh = model_from_recipe(payload["recipe"]).state_dict()
     assert {k: v.shape for k, v in payload["model_state"].items()} == {

@@ -121,7 +121,7 @@ def test_predict_with_pinned_versions_scores_as_the_evaluation(trained_project):
     maps_file = next(
         (trained_project / "data/07_model_output/visa/fryum").glob("anomaly_maps.pt/*/*")
     )
-    evaluated = torch.load(maps_file, weights_only=False)
+    evaluated = torch.load(maps_file, weights_only=True)
     compared = 0
     for path, expected in zip(evaluated["paths"], evaluated["scores"].tolist(), strict=True):
         if Path(path).parent == input_dir:

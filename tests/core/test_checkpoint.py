@@ -10,33 +10,37 @@ from pathlib import Path
 import pytest
 import torch
 
+from transfusion_ad.core import atomic_files
 from transfusion_ad.core import checkpoint as ckpt
+from transfusion_ad.core.atomic_files import atomic_save
+from transfusion_ad.core.bundle import FORMAT_VERSION, BundleVersionError
 from transfusion_ad.core.checkpoint import (
-    CHECKPOINT_FORMAT,
     CorruptCheckpointError,
-    atomic_save,
     checkpoint_path,
     latest_good_checkpoint,
     list_checkpoints,
     load_checkpoint,
-    model_from_checkpoint,
     remove_temporaries,
     save_rotating,
 )
-from transfusion_ad.core.unet import TransFusionUNet
 
 
 def _payload(epoch: int) -> dict:
+    """A bundle with a training state, as the trainer writes one after ``epoch``."""
     return {
-        "format": CHECKPOINT_FORMAT,
-        "epoch": epoch,
+        "format_version": FORMAT_VERSION,
         "model_state": {"weight": torch.full((4, 4), float(epoch))},
         "model_config": {"base_width": 32},
-        "optimizer_state": {},
-        "scheduler_state": {},
-        "rng_state": {"torch": torch.get_rng_state()},
+        "recipe": {"image_size": 32, "num_steps": 20, "base_width": 32},
         "train_config": {"epochs": 10},
-        "history": {"results": [], "step_losses": [0.5] * epoch},
+        "epochs": epoch,
+        "training_state": {
+            "epoch": epoch,
+            "optimizer_state": {},
+            "scheduler_state": {},
+            "rng_state": {"torch": torch.get_rng_state()},
+            "history": {"results": [], "step_losses": [0.5] * epoch},
+        },
     }
 
 
@@ -53,7 +57,7 @@ def test_atomic_save_round_trip_leaves_no_temporary_file(tmp_path: Path) -> None
     path = tmp_path / "sub" / "checkpoint-epoch00001.pt"
     atomic_save(_payload(1), path)
     loaded = load_checkpoint(path)
-    assert loaded["epoch"] == 1
+    assert loaded["epochs"] == 1
     assert torch.equal(loaded["model_state"]["weight"], torch.full((4, 4), 1.0))
     assert _leftovers(path.parent) == []
 
@@ -80,7 +84,7 @@ def test_failed_save_keeps_the_old_file_and_cleans_up(
         stream.write(b"PK\x03\x04 partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.torch, "save", crash_midway)
+    monkeypatch.setattr(atomic_files.torch, "save", crash_midway)
     with pytest.raises(OSError, match="disk full"):
         atomic_save(_payload(2), path)
     assert path.read_bytes() == before
@@ -93,11 +97,28 @@ def test_failed_save_keeps_the_old_file_and_cleans_up(
         (_truncate, "RuntimeError|EOFError|Unpickl"),
         (lambda p: p.write_bytes(b""), "empty file"),
         (lambda p: p.write_bytes(b"this is not a torch file"), "Error"),
-        (lambda p: torch.save([1, 2, 3], p), "not a dict"),
-        (lambda p: torch.save({"epoch": 3}, p), "missing keys"),
-        (lambda p: torch.save({**_payload(1), "format": "other/9"}, p), "format 'other/9'"),
+        (lambda p: torch.save([1, 2, 3], p), "holds a list, not a model bundle"),
+        (lambda p: torch.save({"epoch": 3}, p), "not a model bundle"),
+        (
+            lambda p: torch.save({k: v for k, v in _payload(1).items() if k != "recipe"}, p),
+            r"without \['recipe'\]",
+        ),
+        (lambda p: torch.save({**_payload(1), "training_state": None}, p), "without training"),
+        (
+            lambda p: torch.save({**_payload(1), "training_state": {"epoch": 1}}, p),
+            "training state without",
+        ),
     ],
-    ids=["truncated", "empty", "garbage", "list", "missing-keys", "wrong-format"],
+    ids=[
+        "truncated",
+        "empty",
+        "garbage",
+        "list",
+        "not-a-bundle",
+        "no-recipe",
+        "final-model-only",
+        "partial-state",
+    ],
 )
 def test_load_detects_damaged_files_and_names_them(tmp_path: Path, damage, reason: str) -> None:
     path = tmp_path / "checkpoint-epoch00001.pt"
@@ -125,8 +146,8 @@ def test_half_written_temporaries_of_a_killed_save_are_removed(
         stream.write(b"PK\x03\x04 partial")
         raise KeyboardInterrupt  # stands in for a kill: the cleanup below must not rely on it
 
-    monkeypatch.setattr(ckpt.os, "unlink", lambda path: None)  # as if the process had died
-    monkeypatch.setattr(ckpt.torch, "save", killed)
+    monkeypatch.setattr(atomic_files.os, "unlink", lambda path: None)  # as if it had died
+    monkeypatch.setattr(atomic_files.torch, "save", killed)
     with pytest.raises(KeyboardInterrupt):
         atomic_save(_payload(2), checkpoint_path(tmp_path, 2))
     monkeypatch.undo()
@@ -153,7 +174,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous(
     with caplog.at_level(logging.WARNING, logger=ckpt.__name__):
         path, payload = latest_good_checkpoint(tmp_path)
     assert path == checkpoint_path(tmp_path, 1)
-    assert payload["epoch"] == 1
+    assert payload["epochs"] == 1
     assert newest.name in caplog.text and "corrupt" in caplog.text
     # Set aside, so neither the next resume nor the rotation picks it up again.
     assert not newest.exists()
@@ -173,19 +194,8 @@ def test_no_checkpoint_means_none(tmp_path: Path) -> None:
     assert latest_good_checkpoint(tmp_path / "absent") is None
 
 
-def test_model_from_checkpoint_rebuilds_the_network(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = TransFusionUNet(
-        base_width=32, channel_mults=(1,), num_res_blocks=1, attention_levels=()
-    )
-    path = tmp_path / "model.pt"
-    atomic_save(
-        {**_payload(1), "model_state": model.state_dict(), "model_config": model.config}, path
-    )
-    rebuilt = model_from_checkpoint(path)
-    assert not rebuilt.training
-    assert rebuilt.config == model.config
-    x, t = torch.rand(2, 4, 32, 32), torch.tensor([1, 5])
-    model.eval()
-    for ours, theirs in zip(rebuilt(x, t), model(x, t), strict=True):
-        assert torch.equal(ours, theirs)
+def test_a_checkpoint_of_another_format_version_is_refused_not_set_aside(tmp_path: Path) -> None:
+    path = save_rotating({**_payload(1), "format_version": FORMAT_VERSION + 1}, tmp_path, 1)
+    with pytest.raises(BundleVersionError, match=f"format {FORMAT_VERSION + 1}.*newer"):
+        latest_good_checkpoint(tmp_path)
+    assert path.exists()  # a newer file is not corrupt: it stays where it is

@@ -296,6 +296,7 @@ def test_resumed_run_reproduces_the_uninterrupted_one(reference, interrupted, tm
     for name, value in trainer.model.state_dict().items():
         assert torch.allclose(value, reference_state[name], atol=1e-6, rtol=0), name
     ours, theirs = (load_checkpoint(checkpoint_path(d, 3)) for d in (directory, reference[2]))
+    ours, theirs = ours["training_state"], theirs["training_state"]
     assert ours["scheduler_state"] == theirs["scheduler_state"]
     assert ours["optimizer_state"]["param_groups"] == theirs["optimizer_state"]["param_groups"]
 
@@ -304,14 +305,15 @@ def test_checkpoint_holds_everything_needed_to_resume(reference) -> None:
     reference_history, reference_state, directory = reference
     assert [epoch for epoch, _ in list_checkpoints(directory)] == [3, 2]  # newest two kept
     state = load_checkpoint(checkpoint_path(directory, 3))
-    assert state["epoch"] == 3
+    assert state["epochs"] == state["training_state"]["epoch"] == 3
     assert TransFusionUNet(**state["model_config"]).config == _model().config
     assert all(torch.equal(state["model_state"][k], v) for k, v in reference_state.items())
-    assert state["optimizer_state"]["state"], "AdamW moments must be saved"
-    assert state["scheduler_state"]["last_epoch"] == 3
-    assert set(state["rng_state"]) >= {"torch", "numpy", "python", "generator", "data_generator"}
     assert state["train_config"]["lr_step_epochs"] == 2
-    assert state["history"]["step_losses"] == reference_history.step_losses
+    resume = state["training_state"]
+    assert resume["optimizer_state"]["state"], "AdamW moments must be saved"
+    assert resume["scheduler_state"]["last_epoch"] == 3
+    assert set(resume["rng_state"]) >= {"torch", "numpy", "python", "generator", "data_generator"}
+    assert resume["history"]["step_losses"] == reference_history.step_losses
 
 
 def test_corrupt_last_checkpoint_resumes_from_the_previous_one(
@@ -327,7 +329,7 @@ def test_corrupt_last_checkpoint_resumes_from_the_previous_one(
     assert last.name in caplog.text and "corrupt" in caplog.text
     assert [r.epoch for r in history.results] == [1, 2, 3]  # epoch 2 trained again
     assert history.step_losses == pytest.approx(reference[0].step_losses, abs=1e-6, rel=0)
-    assert load_checkpoint(checkpoint_path(directory, 3))["epoch"] == 3
+    assert load_checkpoint(checkpoint_path(directory, 3))["epochs"] == 3
 
 
 def test_finished_run_resumed_trains_nothing(interrupted, tmp_path: Path) -> None:
@@ -363,9 +365,8 @@ def test_fresh_start_discards_old_checkpoints(interrupted, tmp_path: Path) -> No
     history = _trainer(directory, epochs=1).fit(_dataset(4), resume=False)
     assert [r.epoch for r in history.results] == [1]
     assert [epoch for epoch, _ in list_checkpoints(directory)] == [1]
-    assert load_checkpoint(checkpoint_path(directory, 1))["history"]["step_losses"] == (
-        history.step_losses
-    )
+    saved = load_checkpoint(checkpoint_path(directory, 1))["training_state"]
+    assert saved["history"]["step_losses"] == history.step_losses
 
 
 def test_non_finite_loss_names_epoch_and_step_and_keeps_the_checkpoint(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from transfusion_ad.core.detector import Scoring, TransFusionDetector
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.unet import TransFusionUNet
 from transfusion_ad.reporting import evaluation_figures
@@ -83,12 +84,13 @@ def test_reverse_process_strip_prefers_anomalous_images_with_a_visible_defect():
     network = TransFusionUNet(
         base_width=32, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,)
     ).eval()
+    detector = TransFusionDetector(
+        network, TransparencySchedule(8), 32, Scoring("paper", fusion_weight=0.95, box_size=3)
+    )
     figure = evaluation_figures.reverse_process_strip(
-        network,
-        TransparencySchedule(8),
+        detector,
         test_set,
         anomaly_maps,
-        "paper",
         HeatmapStyle(),
         0.6,
         {"strip_images": 2, "strip_steps": 4},

@@ -1,41 +1,25 @@
 """Training checkpoints on disk: written atomically, read back with corruption detection, and
 rotated so that the previous good checkpoint survives a damaged last one.
 
-A checkpoint is a plain dict saved with ``torch.save`` that ``torch.load(weights_only=True)`` can
-read (tensors, numbers, strings, lists, dicts only), so loading one never runs pickled code.
+A checkpoint is a model bundle (core.bundle) with a training state, read with
+``torch.load(weights_only=True)``, so loading one never runs pickled code.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-import secrets
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
-from transfusion_ad.core.unet import TransFusionUNet
+from transfusion_ad.core.atomic_files import atomic_save
+from transfusion_ad.core.bundle import BundleFormatError, BundleVersionError, check_bundle
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "transfusion_ad.checkpoint/1"
-REQUIRED_KEYS = frozenset(
-    {
-        "format",
-        "epoch",
-        "model_state",
-        "model_config",
-        "optimizer_state",
-        "scheduler_state",
-        "rng_state",
-        "train_config",
-        "history",
-    }
-)
 KEEP_LAST = 2
 _NAME_PATTERN = re.compile(r"^checkpoint-epoch(\d+)\.pt$")
 _TEMPORARY_PATTERN = re.compile(r"^\.checkpoint-epoch\d+\.pt\..+\.tmp$")
@@ -71,55 +55,12 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
-def atomic_save(payload: dict[str, Any], path: Path) -> None:
-    """Write ``payload`` with torch.save so that ``path`` is always either the old file or the
-    new one (see ``_atomic_write``)."""
-    _atomic_write(Path(path), lambda stream: torch.save(payload, stream))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 ``text`` so that ``path`` is always either the old file or the new one."""
-    _atomic_write(Path(path), lambda stream: stream.write(text.encode()))
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """The data go to a temporary file in the same folder (same file system, so the final
-    ``os.replace`` is atomic), are flushed and fsync'ed, and only then renamed over ``path``.
-    A failure at any point leaves ``path`` untouched and removes the temporary file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name opened exclusively ("x"), not mkstemp, so the file gets the usual umask
-    # permissions instead of 0600.
-    tmp_name = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp_name, "xb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable where the OS allows opening a directory (POSIX)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by the trainer; tensors are mapped to ``map_location``.
 
     Raises FileNotFoundError if ``path`` does not exist and CorruptCheckpointError if it exists
-    but is truncated, empty, not a torch file, or lacks the keys a training checkpoint has.
+    but is truncated, empty, not a torch file, not a bundle or a bundle without training state.
+    A bundle of another format version raises core.bundle.BundleVersionError (it is not corrupt).
     """
     path = Path(path)
     if not path.is_file():
@@ -130,16 +71,15 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch reports truncation as RuntimeError, EOFError, ...
         raise CorruptCheckpointError(path, f"{type(error).__name__}: {error}") from error
-    if not isinstance(payload, dict):
-        raise CorruptCheckpointError(path, f"holds a {type(payload).__name__}, not a dict")
-    missing = sorted(REQUIRED_KEYS - payload.keys())
-    if missing:
-        raise CorruptCheckpointError(path, f"missing keys {missing}")
-    if payload["format"] != CHECKPOINT_FORMAT:
-        raise CorruptCheckpointError(
-            path, f"format {payload['format']!r}, expected {CHECKPOINT_FORMAT!r}"
-        )
-    return payload
+    try:
+        bundle = check_bundle(payload, source=str(path))
+    except BundleVersionError:
+        raise
+    except BundleFormatError as error:
+        raise CorruptCheckpointError(path, str(error)) from error
+    if bundle["training_state"] is None:
+        raise CorruptCheckpointError(path, "a model bundle without training state")
+    return bundle
 
 
 def save_rotating(payload: dict[str, Any], directory: Path, epoch: int) -> Path:
@@ -195,11 +135,3 @@ def latest_good_checkpoint(
             Path(directory), "every checkpoint in this folder is corrupt (renamed to *.corrupt)"
         )
     return None
-
-
-def model_from_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> TransFusionUNet:
-    """Rebuild the trained network of a checkpoint, weights loaded, in eval mode."""
-    payload = load_checkpoint(path, map_location=map_location)
-    model = TransFusionUNet(**payload["model_config"])
-    model.load_state_dict(payload["model_state"])
-    return model.to(map_location).eval()

@@ -13,6 +13,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,6 +36,11 @@ class SynthesisConfig:
     num_operations: int = 3
     rotation_probability: float = 0.3
     rotation_degrees: float = 20.0
+
+    @classmethod
+    def from_params(cls, synthesis: dict[str, Any]) -> SynthesisConfig:
+        """From the ``synthesis`` parameter group (its other keys are pipeline settings)."""
+        return cls(**{key: synthesis[key] for key in cls.__dataclass_fields__ if key in synthesis})
 
     def __post_init__(self) -> None:
         if self.perlin_scale_max < 0:

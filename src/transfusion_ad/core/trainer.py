@@ -13,7 +13,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,8 @@ from torch.optim.lr_scheduler import StepLR
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from transfusion_ad.core.bundle import make_bundle
 from transfusion_ad.core.checkpoint import (
-    CHECKPOINT_FORMAT,
     latest_good_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -36,6 +36,7 @@ from transfusion_ad.core.checkpoint import (
 from transfusion_ad.core.device import keep_freed_host_memory, resolve_device
 from transfusion_ad.core.identity import to_plain
 from transfusion_ad.core.losses import SSIM_RANGES, LossWeights, transfusion_loss
+from transfusion_ad.core.resume import capture_training_state, restore_training_state
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import AnomalySynthesizer, random_rotation
 
@@ -309,8 +310,9 @@ class Trainer:
     Checkpoints (when ``checkpoint_dir`` is given) are written every ``checkpoint_every`` epochs
     and after the last one, atomically, keeping the newest two; ``fit(resume=True)`` continues
     from the newest readable one (a corrupt one is set aside with a warning), so an interrupted
-    and resumed CPU run reproduces the uninterrupted one exactly. ``metadata`` (plain values, e.g.
-    the recipe and category) is stored in every checkpoint.
+    and resumed CPU run reproduces the uninterrupted one exactly. Each checkpoint is a model
+    bundle (core.bundle) with a training state; ``recipe`` (the image size the model trains at,
+    added to its config and T), ``identity`` and ``identity_recipe`` go into it.
 
     A batch needs one anomalous and one normal sample, so when len(dataset) % batch_size == 1 the
     final single-image batch of each epoch is dropped (the shuffle puts that image in other
@@ -325,7 +327,9 @@ class Trainer:
         config: TrainConfig | None = None,
         checkpoint_dir: Path | None = None,
         *,
-        metadata: dict[str, Any] | None = None,
+        recipe: dict[str, Any] | None = None,
+        identity: str | None = None,
+        identity_recipe: dict[str, Any] | None = None,
     ) -> None:
         self.config = config if config is not None else TrainConfig()
         self.device = resolve_device(self.config.device)
@@ -339,7 +343,13 @@ class Trainer:
         self.schedule = schedule
         self.synthesizer = synthesizer
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.metadata = dict(metadata or {})
+        self.recipe = {
+            "num_steps": schedule.num_steps,
+            **to_plain(dict(model.config)),
+            **(recipe or {}),
+        }
+        self.identity = identity
+        self.identity_recipe = identity_recipe
         self.autocast_dtype: torch.dtype | None = None
         if self.config.bf16:
             if self.device.type == "cuda":
@@ -431,10 +441,16 @@ class Trainer:
             run.data_generator.manual_seed(config.seed + 1)
             return run
         self.model.load_state_dict(state["model_state"])
-        run.optimizer.load_state_dict(state["optimizer_state"])
-        run.scheduler.load_state_dict(state["scheduler_state"])
-        _restore_rng(state["rng_state"], run, config.seed + state["epoch"])
-        run.history = TrainHistory.from_dict(state["history"])
+        training_state = state["training_state"]
+        restore_training_state(
+            training_state,
+            run.optimizer,
+            run.scheduler,
+            run.generator,
+            run.data_generator,
+            config.seed,
+        )
+        run.history = TrainHistory.from_dict(training_state["history"])
         return run
 
     def _checkpoint_to_resume(self, resume: bool) -> dict[str, Any] | None:
@@ -458,7 +474,7 @@ class Trainer:
         path, state = found
         self._check_compatible(path, state)
         self._last_checkpoint = path
-        logger.info("Resuming from %s (epoch %d).", path, state["epoch"])
+        logger.info("Resuming from %s (epoch %d).", path, state["epochs"])
         return state
 
     def _check_compatible(self, path: Path, state: dict[str, Any]) -> None:
@@ -468,9 +484,9 @@ class Trainer:
                 f"Checkpoint {path} was trained with model_config {state['model_config']} but the "
                 f"model has {self.model.config}; {remedy}."
             )
-        if state["epoch"] > self.config.epochs:
+        if state["epochs"] > self.config.epochs:
             raise ValueError(
-                f"Checkpoint {path} is at epoch {state['epoch']}, beyond epochs="
+                f"Checkpoint {path} is at epoch {state['epochs']}, beyond epochs="
                 f"{self.config.epochs}; raise epochs or {remedy}."
             )
         saved = state["train_config"]
@@ -535,24 +551,23 @@ class Trainer:
         return EpochResult(epoch=epoch, losses=means, lr=lr, seconds=time.perf_counter() - start)
 
     def _payload(self, epoch: int, run: _Run) -> dict[str, Any]:
-        synth_config = getattr(self.synthesizer, "config", None)
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": epoch,
-            "model_state": self.model.state_dict(),
-            "model_config": to_plain(dict(self.model.config)),
-            "optimizer_state": run.optimizer.state_dict(),
-            "scheduler_state": run.scheduler.state_dict(),
-            "rng_state": _capture_rng(run),
-            "train_config": to_plain(asdict(self.config)),
-            "num_steps": self.schedule.num_steps,
-            "synthesis_config": to_plain(asdict(synth_config))
-            if is_dataclass(synth_config)
-            else None,
-            "metadata": self.metadata,
-            "history": run.history.to_dict(),
-            "torch_version": str(torch.__version__),
-        }
+        """The checkpoint after ``epoch``: a model bundle with the state to resume from."""
+        return make_bundle(
+            self.model,
+            recipe=self.recipe,
+            train_config=asdict(self.config),
+            epochs=epoch,
+            identity=self.identity,
+            identity_recipe=self.identity_recipe,
+            training_state=capture_training_state(
+                epoch,
+                run.optimizer,
+                run.scheduler,
+                run.generator,
+                run.data_generator,
+                run.history.to_dict(),
+            ),
+        )
 
 
 def _check_dataset(dataset: Dataset) -> None:
@@ -585,63 +600,6 @@ def _check_dataset(dataset: Dataset) -> None:
             "Training items must be (image (3, H, W), foreground (1, H, W)) tensors; item 0 is "
             f"{described}."
         )
-
-
-def _capture_rng(run: _Run) -> dict[str, Any]:
-    numpy_state = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {
-            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
-            "pos": int(numpy_state[2]),
-            "has_gauss": int(numpy_state[3]),
-            "cached_gaussian": float(numpy_state[4]),
-        },
-        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
-        "generator_device": run.generator.device.type,
-        "generator": run.generator.get_state(),
-        "data_generator": run.data_generator.get_state(),
-    }
-
-
-def _restore_rng(state: dict[str, Any], run: _Run, seed: int) -> None:
-    """Put every RNG back where the checkpoint left it. A synthesis stream saved on another
-    device type (e.g. CUDA, resumed on CPU) cannot carry over: it is reseeded from ``seed``."""
-    torch.set_rng_state(state["torch"])
-    if (
-        state["cuda"]
-        and torch.cuda.is_available()
-        and len(state["cuda"]) == torch.cuda.device_count()
-    ):
-        torch.cuda.set_rng_state_all(state["cuda"])
-    numpy_state = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            numpy_state["keys"].numpy().astype(np.uint32),
-            numpy_state["pos"],
-            numpy_state["has_gauss"],
-            numpy_state["cached_gaussian"],
-        )
-    )
-    python_state = state["python"]
-    random.setstate(
-        (python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"])
-    )
-    run.data_generator.set_state(state["data_generator"])
-    generator = run.generator
-    if state["generator_device"] == generator.device.type:
-        generator.set_state(state["generator"])
-    else:
-        warnings.warn(
-            f"The checkpoint's synthesis RNG was on {state['generator_device']}, training now "
-            f"runs on {generator.device.type}; reseeding it, so the resumed run is not "
-            "bit-identical to an uninterrupted one.",
-            stacklevel=3,
-        )
-        generator.manual_seed(seed)
 
 
 def _summary(result: EpochResult, epochs: int) -> str:

@@ -19,7 +19,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from transfusion_ad.core.checkpoint import atomic_write_text, list_checkpoints
+from transfusion_ad.core.atomic_files import atomic_write_text
+from transfusion_ad.core.checkpoint import list_checkpoints
 from transfusion_ad.core.identity import describe_changes
 
 logger = logging.getLogger(__name__)

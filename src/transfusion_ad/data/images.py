@@ -64,8 +64,12 @@ def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
     The resize is bilinear with antialiasing and ignores aspect ratio, as the reference
     pre-processing does (spec §1.3).
     """
-    path = Path(path)
-    img = _decode(path)
+    return to_rgb_array(_decode(Path(path)), size)
+
+
+def to_rgb_array(img: Image.Image, size: int | None = None) -> np.ndarray:
+    """A decoded image as RGB uint8 (H, W, 3), optionally resized to (size, size): the one
+    conversion and resize that files, arrays and PIL images all go through."""
     if img.mode in _HIGH_BIT_MODES or img.mode == "F":
         gray = _to_uint8(np.asarray(img))
         img = Image.fromarray(gray, mode="L")

@@ -14,12 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch import nn
 
+from transfusion_ad.core.detector import TransFusionDetector
 from transfusion_ad.core.metrics import OPTIMISTIC_THRESHOLD_KEY, pixel_roc_curve, pro_curve
-from transfusion_ad.core.sampler import reverse_process
-from transfusion_ad.core.schedule import TransparencySchedule
-from transfusion_ad.data import to_model_range
 from transfusion_ad.reporting.figures import (
     ExampleGroup,
     examples_figure,
@@ -119,11 +116,9 @@ def spread(count: int, wanted: int) -> list[int]:
 
 
 def reverse_process_strip(
-    network: nn.Module,
-    schedule: TransparencySchedule,
+    detector: TransFusionDetector,
     test_set: dict,
     anomaly_maps: dict,
-    mask_divisor: str,
     style: HeatmapStyle,
     pixel_threshold: float | None,
     settings: dict[str, Any],
@@ -138,19 +133,12 @@ def reverse_process_strip(
     ranked = np.lexsort((-scores, ~anomalous, ~visible))
     pick = ranked[: settings["strip_images"]]
     images = test_set["images"][torch.as_tensor(np.array(pick), dtype=torch.long)]
-    device = next(network.parameters()).device
-    output = reverse_process(
-        network,
-        schedule,
-        to_model_range(images).to(device),
-        mask_divisor=mask_divisor,
-        return_steps=True,
-    )
+    output = detector.reverse(images, return_steps=True)
     steps = output.steps or []
     return reverse_process_figure(
         images,
         [steps[i] for i in spread(len(steps), settings["strip_steps"])],
-        output.reconstruction.float().cpu(),
+        output.reconstruction,
         anomaly_maps["maps"].numpy()[pick],
         test_set["masks"].numpy()[pick],
         [f"{display_name(anomaly_maps['paths'][i])}, score {scores[i]:.3f}" for i in pick],

@@ -24,12 +24,6 @@ logger = logging.getLogger(__name__)
 _FOREGROUND_MIN_SIDE = 256
 
 
-def synthesis_config(synthesis: dict[str, Any]) -> SynthesisConfig:
-    """The SynthesisConfig that the parameters describe (extra keys are pipeline settings)."""
-    fields = SynthesisConfig.__dataclass_fields__
-    return SynthesisConfig(**{key: synthesis[key] for key in fields if key in synthesis})
-
-
 def estimate_foreground(
     train_set: dict, category: str, synthesis: dict[str, Any], image_size: int
 ) -> Tensor:
@@ -102,7 +96,9 @@ def preview_synthetic_anomalies(
     x0 = to_model_range(train_set["images"][index])
     fg = foreground[index].float()
     # Every preview sample anomalous: synthesise twice the batch and keep the anomalous half.
-    synthesizer = AnomalySynthesizer(texture_bank, synthesis_config(synthesis), num_steps)
+    synthesizer = AnomalySynthesizer(
+        texture_bank, SynthesisConfig.from_params(synthesis), num_steps
+    )
     t = torch.randint(1, num_steps, (2 * count,), generator=generator)
     doubled = torch.cat([x0, x0]), torch.cat([fg, fg])
     anomalies = synthesizer(*doubled, t, generator=generator)

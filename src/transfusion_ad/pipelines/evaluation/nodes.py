@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from transfusion_ad.core.device import resolve_device
-from transfusion_ad.core.fusion import fuse_masks, image_scores, reconstruction_error
+from transfusion_ad.core.bundle import save_bundle, with_thresholds
+from transfusion_ad.core.detector import Scoring, TransFusionDetector
 from transfusion_ad.core.identity import model_binding
 from transfusion_ad.core.metrics import compute_all
 from transfusion_ad.core.resize import evaluation_pairs
-from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.thresholds import calibrate_thresholds
-from transfusion_ad.data import load_mask, to_model_range
+from transfusion_ad.data import load_mask
 from transfusion_ad.data.images import image_size
-from transfusion_ad.pipelines.inference.nodes import load_trained_model
 from transfusion_ad.reporting import evaluation_figures
 from transfusion_ad.reporting.overlays import HeatmapStyle
 from transfusion_ad.reporting.report import (
@@ -26,30 +27,32 @@ from transfusion_ad.reporting.report import (
     checkpoint_recipe,
     threshold_summary,
 )
+from transfusion_ad.serving import mlflow_model as mlflow_serving
 
 logger = logging.getLogger(__name__)
 
 
-def fuse_anomaly_maps(outputs: dict[str, Tensor], image_set: dict, evaluation: dict) -> dict:
+def fuse_anomaly_maps(
+    outputs: dict[str, Tensor], image_set: dict, inference: dict, evaluation: dict
+) -> dict:
     """{"maps": (N, S, S) float32 fused maps, "scores": (N,), "labels", "paths"} (spec §7)."""
-    error = reconstruction_error(to_model_range(image_set["images"]), outputs["reconstruction"])
-    fused = fuse_masks(
-        outputs["mask"],
-        error,
-        weight=evaluation["fusion_weight"],
-        kernel_size=evaluation["box_size"],
+    maps, scores = Scoring.from_params(inference, evaluation).fuse(
+        image_set["images"], outputs["mask"], outputs["reconstruction"]
     )
     return {
-        "maps": fused[:, 0].float(),
-        "scores": image_scores(fused).float(),
+        "maps": maps,
+        "scores": scores,
         "labels": image_set["labels"],
         "paths": list(image_set["paths"]),
     }
 
 
-def calibrate(holdout_maps: dict, model_checkpoint: dict, evaluation: dict) -> dict[str, Any]:
+def calibrate(
+    holdout_maps: dict, model_checkpoint: dict, inference: dict, evaluation: dict
+) -> dict[str, Any]:
     """Image and pixel thresholds from held-out normal training images only, bound to the model
-    whose maps they come from: {"image", "pixel", "model": {"weights_digest", "identity"}}."""
+    whose maps they come from and to the scoring that made the maps:
+    {"image", "pixel", "scoring": {...}, "model": {"weights_digest", "identity"}}."""
     thresholds: dict[str, Any] = calibrate_thresholds(
         holdout_maps["scores"].numpy(),
         holdout_maps["maps"].numpy(),
@@ -57,8 +60,14 @@ def calibrate(holdout_maps: dict, model_checkpoint: dict, evaluation: dict) -> d
         pixel_quantile=evaluation["pixel_threshold_quantile"],
     )
     logger.info("Calibrated thresholds: %s", thresholds)
+    thresholds["scoring"] = Scoring.from_params(inference, evaluation).to_dict()
     thresholds["model"] = model_binding(model_checkpoint)
     return thresholds
+
+
+def bundle_model(model_checkpoint: dict[str, Any], thresholds: dict[str, Any]) -> dict[str, Any]:
+    """The deployable model bundle: the trained model with the thresholds calibrated for it."""
+    return with_thresholds(model_checkpoint, thresholds)
 
 
 def _evaluation_arrays(
@@ -90,7 +99,7 @@ def compute_metrics(
         fpr_limit=evaluation["fpr_limit"],
     )
     metrics = {name: float(value) for name, value in values.items()}
-    metrics["thresholds"] = {k: v for k, v in thresholds.items() if k != "model"}
+    metrics["thresholds"] = {k: v for k, v in thresholds.items() if k not in ("model", "scoring")}
     metrics["model"] = thresholds.get("model")
     metrics["evaluation_resolution"] = evaluation["resolution"]
     logger.info(
@@ -131,20 +140,17 @@ def plot_reverse_process(
     model_checkpoint: dict[str, Any],
     test_set: dict,
     anomaly_maps: dict,
-    thresholds: dict[str, float],
-    inference: dict[str, Any],
+    thresholds: dict[str, Any],
     heatmap: dict[str, Any],
     figures: dict[str, Any],
     device: str,
 ) -> Figure:
     """The paper's Figure 3 for the highest-scored anomalous test images."""
-    target = resolve_device(device)
+    detector = TransFusionDetector.load(model_checkpoint, device, thresholds=thresholds)
     return evaluation_figures.reverse_process_strip(
-        load_trained_model(model_checkpoint, target),
-        TransparencySchedule(model_checkpoint["recipe"]["num_steps"]),
+        detector,
         test_set,
         anomaly_maps,
-        inference["mask_divisor"],
         HeatmapStyle.from_params(heatmap),
         thresholds.get("pixel"),
         figures,
@@ -168,3 +174,33 @@ def write_report(
     recipe = checkpoint_recipe(model_checkpoint, evaluation)
     names = [*figure_names, *evaluation_figures.SEPARATE_FIGURES]
     return category_report(dataset, category, metrics, recipe, names, summary)
+
+
+def log_deployable_model(
+    model_bundle: dict[str, Any],
+    test_set: dict,
+    mlflow_params: dict[str, Any],
+    dataset: str,
+    category: str,
+) -> None:
+    """Log the deployable bundle to the active MLflow run as a pyfunc model (REST serving with
+    ``mlflow models serve``), registered as ``transfusion_ad-<dataset>-<category>`` unless
+    ``mlflow.register`` is false; nothing without an active run or with ``mlflow.log_model``
+    false."""
+    if not mlflow_params["log_model"] or mlflow.active_run() is None:
+        return
+    mlflow_serving.open_in_model_training_view()
+    name = None
+    if mlflow_params["register"]:
+        name = mlflow_params["registered_name"] or mlflow_serving.registered_name(dataset, category)
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_bundle(model_bundle, Path(folder) / "model_bundle.pt")
+        info = mlflow_serving.log_model(
+            path,
+            test_set["paths"][0],
+            name,
+            model_config={"return_map": bool(mlflow_params["return_map"])},
+        )
+    logger.info(
+        "Logged the MLflow model %s%s.", info.model_uri, f", registered as {name}" * bool(name)
+    )

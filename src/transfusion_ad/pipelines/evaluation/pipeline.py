@@ -6,9 +6,11 @@ The reverse-process strip runs the model once more, on two test images, for its 
 from kedro.pipeline import Node, Pipeline
 
 from transfusion_ad.pipelines.evaluation.nodes import (
+    bundle_model,
     calibrate,
     compute_metrics,
     fuse_anomaly_maps,
+    log_deployable_model,
     make_figures,
     plot_reverse_process,
     write_report,
@@ -20,21 +22,44 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 fuse_anomaly_maps,
-                inputs=["test_outputs", "test_set", "params:evaluation"],
+                inputs=["test_outputs", "test_set", "params:inference", "params:evaluation"],
                 outputs="anomaly_maps",
                 name="fuse_test_anomaly_maps",
             ),
             Node(
                 fuse_anomaly_maps,
-                inputs=["holdout_outputs", "holdout_set", "params:evaluation"],
+                inputs=["holdout_outputs", "holdout_set", "params:inference", "params:evaluation"],
                 outputs="holdout_maps",
                 name="fuse_holdout_anomaly_maps",
             ),
             Node(
                 calibrate,
-                inputs=["holdout_maps", "model_checkpoint", "params:evaluation"],
+                inputs=[
+                    "holdout_maps",
+                    "model_checkpoint",
+                    "params:inference",
+                    "params:evaluation",
+                ],
                 outputs="thresholds",
                 name="calibrate_thresholds_on_holdout",
+            ),
+            Node(
+                bundle_model,
+                inputs=["model_checkpoint", "thresholds"],
+                outputs="model_bundle",
+                name="bundle_model_with_thresholds",
+            ),
+            Node(
+                log_deployable_model,
+                inputs=[
+                    "model_bundle",
+                    "test_set",
+                    "params:mlflow",
+                    "params:dataset",
+                    "params:category",
+                ],
+                outputs=None,
+                name="log_mlflow_model",
             ),
             Node(
                 compute_metrics,
@@ -62,7 +87,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "test_set",
                     "anomaly_maps",
                     "thresholds",
-                    "params:inference",
                     "params:heatmap",
                     "params:figures",
                     "params:device",

@@ -4,7 +4,13 @@ from kedro.pipeline import Node, Pipeline
 
 from transfusion_ad.pipelines.inference.nodes import run_reverse_process
 
-_SETTINGS = ["params:inference", "params:image_size", "params:model", "params:device"]
+_SETTINGS = [
+    "params:inference",
+    "params:evaluation",
+    "params:image_size",
+    "params:model",
+    "params:device",
+]
 
 
 def create_pipeline(**kwargs) -> Pipeline:

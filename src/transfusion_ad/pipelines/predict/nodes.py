@@ -1,7 +1,7 @@
 """Nodes of predict: score a folder of new images with a trained model and its thresholds.
 
-The scores are those of the evaluation for the same image: the same decoding and resize, the
-same reverse process and the same fusion (evaluation's fuse_anomaly_maps), batch by batch.
+The scores are those of the evaluation for the same image: core.detector decodes, resizes,
+runs the reverse process and fuses as the evaluation does, batch by batch.
 """
 
 from __future__ import annotations
@@ -12,18 +12,14 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from transfusion_ad.core.device import resolve_device
-from transfusion_ad.core.sampler import reverse_process
-from transfusion_ad.core.schedule import TransparencySchedule
-from transfusion_ad.data import UnreadableImageError, load_image, to_model_range
+from transfusion_ad.core.bundle import check_recipe
+from transfusion_ad.core.detector import Scoring, TransFusionDetector
+from transfusion_ad.data import UnreadableImageError
 from transfusion_ad.data.images import IMAGE_SUFFIXES, is_image_file
-from transfusion_ad.pipelines.evaluation.nodes import fuse_anomaly_maps
-from transfusion_ad.pipelines.inference.nodes import check_recipe, load_trained_model
 from transfusion_ad.reporting.overlays import HeatmapStyle, render_mask, render_overlay
 
 logger = logging.getLogger(__name__)
@@ -63,37 +59,20 @@ def _check_thresholds(thresholds: dict[str, float]) -> None:
         )
 
 
-def _decode(root: Path, files: list[str], size: int, unreadable: dict[str, str]) -> list:
-    """(file, uint8 (S, S, 3)) of the readable files; the others go to ``unreadable``."""
+def _decode(
+    detector: TransFusionDetector, root: Path, files: list[str], unreadable: dict[str, str]
+) -> list[tuple[str, torch.Tensor]]:
+    """(file, uint8 (1, 3, S, S) as the detector prepares it) of the readable files; the others
+    go to ``unreadable``."""
     decoded = []
     for file in files:
         try:
-            decoded.append((file, load_image(root / file, size)))
-        except UnreadableImageError as error:
+            decoded.append((file, detector.prepare([root / file])[0]))
+        except (UnreadableImageError, OSError) as error:
             reason = str(error.__cause__ or error)
             unreadable[file] = f"unreadable image: {reason}"
             logger.warning("Cannot read '%s' (%s): not scored.", root / file, reason)
     return decoded
-
-
-def _fused_maps(
-    network: torch.nn.Module,
-    schedule: TransparencySchedule,
-    images: torch.Tensor,
-    inference: dict[str, Any],
-    evaluation: dict[str, Any],
-) -> dict:
-    """The evaluation's computation for one batch of uint8 images (B, 3, S, S): the reverse
-    process, then evaluation's own fusion -> {"maps": (B, S, S), "scores": (B,), ...}."""
-    device = next(network.parameters()).device
-    output = reverse_process(
-        network, schedule, to_model_range(images).to(device), mask_divisor=inference["mask_divisor"]
-    )
-    outputs = {
-        "mask": output.mask.float().cpu(),
-        "reconstruction": output.reconstruction.float().cpu(),
-    }
-    return fuse_anomaly_maps(outputs, {"images": images, "labels": None, "paths": []}, evaluation)
 
 
 def score_images(
@@ -111,23 +90,23 @@ def score_images(
     "thresholds"}. Refuses a model trained with another recipe than the parameters."""
     check_recipe(model_checkpoint, image_size, model)
     _check_thresholds(thresholds)
-    target = resolve_device(device)
-    network = load_trained_model(model_checkpoint, target)
-    schedule = TransparencySchedule(model_checkpoint["recipe"]["num_steps"])
+    detector = TransFusionDetector.load(
+        model_checkpoint,
+        device,
+        scoring=None if "scoring" in thresholds else Scoring.from_params(inference, evaluation),
+        thresholds=thresholds,
+    )
     root, files = Path(images_to_score["root"]), images_to_score["files"]
     batch = inference["batch_size"]
     scored: list[str] = []
     maps, scores = [], []
     unreadable: dict[str, str] = {}
     for start in tqdm(range(0, len(files), batch), desc="predict", unit="batch"):
-        decoded = _decode(root, files[start : start + batch], image_size, unreadable)
+        decoded = _decode(detector, root, files[start : start + batch], unreadable)
         if not decoded:
             continue
         names = [file for file, _ in decoded]
-        # (B, 3, S, S) contiguous, as data_ingestion stores the test images.
-        images = torch.from_numpy(np.stack([pixels for _, pixels in decoded]))
-        images = images.permute(0, 3, 1, 2).contiguous()
-        fused = _fused_maps(network, schedule, images, inference, evaluation)
+        fused = detector.score_prepared(torch.cat([pixels for _, pixels in decoded]), batch)
         scored += names
         maps.append(fused["maps"])
         scores.append(fused["scores"])

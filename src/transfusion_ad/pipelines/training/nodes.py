@@ -9,6 +9,7 @@ from typing import Any
 from torch import Tensor
 
 from transfusion_ad.core import training_folder
+from transfusion_ad.core.bundle import make_bundle
 from transfusion_ad.core.identity import (
     identity_recipe,
     run_identity,
@@ -17,10 +18,9 @@ from transfusion_ad.core.identity import (
 )
 from transfusion_ad.core.recipes import model_from_recipe
 from transfusion_ad.core.schedule import TransparencySchedule
-from transfusion_ad.core.synthesis import AnomalySynthesizer
+from transfusion_ad.core.synthesis import AnomalySynthesizer, SynthesisConfig
 from transfusion_ad.core.trainer import EpochResult, TrainConfig, Trainer, seed_everything
 from transfusion_ad.data import TrainingImages
-from transfusion_ad.pipelines.anomaly_synthesis.nodes import synthesis_config
 from transfusion_ad.pipelines.training import tracking
 
 _RUN_ONLY_KEYS = ("checkpoint_dir", "resume", "lock")
@@ -56,11 +56,11 @@ def train_model(
     dataset: str,
     category: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train and return (final model payload, loss history).
+    """Train and return (the final model bundle, loss history).
 
     Resumable checkpoints go to ``training.checkpoint_dir/<identity>/``: the same recipe and
     training data resume, any other one trains afresh beside it. The payload returned here is
-    the final model that the catalog versions; it carries the identity and its recipe.
+    the final model bundle (core.bundle) that the catalog versions, without thresholds.
     """
     _check_train_set(train_set, image_size)
     recipe = recipe_of(model, image_size)
@@ -85,7 +85,7 @@ def train_model(
         network = model_from_recipe(recipe)
         schedule = TransparencySchedule(model["num_steps"])
         synthesizer = AnomalySynthesizer(
-            texture_bank, synthesis_config(synthesis), model["num_steps"]
+            texture_bank, SynthesisConfig.from_params(synthesis), model["num_steps"]
         )
         settings = {k: v for k, v in training.items() if k not in _RUN_ONLY_KEYS}
         settings["normal_ssim_range"] = losses["normal_ssim_range"]
@@ -96,7 +96,9 @@ def train_model(
             synthesizer,
             config,
             checkpoint_dir=folder,
-            metadata={"recipe": recipe, "identity": identity},
+            recipe=recipe,
+            identity=identity,
+            identity_recipe=flat_recipe,
         )
         streamed: set[int] = set()
 
@@ -112,13 +114,12 @@ def train_model(
     for result in history.results:  # a resumed run also holds the epochs of its checkpoint
         if result.epoch not in streamed:
             tracking.log_epoch(result)
-    payload = {
-        "model_state": {k: v.detach().cpu() for k, v in network.state_dict().items()},
-        "model_config": dict(network.config),
-        "recipe": recipe,
-        "train_config": {k: to_plain(v) for k, v in settings.items()},
-        "epochs": history.last_epoch,
-        "identity": identity,
-        "identity_recipe": flat_recipe,
-    }
-    return payload, history.to_dict()
+    bundle = make_bundle(
+        network,
+        recipe=recipe,
+        train_config=settings,
+        epochs=history.last_epoch,
+        identity=identity,
+        identity_recipe=flat_recipe,
+    )
+    return bundle, history.to_dict()
