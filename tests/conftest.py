@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
-from support import copy_project
+from support import copy_project, inside, tracking_uri
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -49,3 +53,20 @@ def project_copy(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(target)
     bootstrap_project(target)
     return target
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory) -> Iterator[Path]:
+    """A project copy whose `quick` environment is the tiny recipe (one epoch), trained and
+    evaluated once with train_eval (MLflow model logged and registered), with the notebooks."""
+    target = copy_project(tmp_path_factory.mktemp("trained") / "project")
+    tiny = yaml.safe_load((target / "conf" / "tiny" / "parameters.yml").read_text())
+    tiny["training"]["epochs"] = 1
+    (target / "conf" / "quick" / "parameters.yml").write_text(yaml.safe_dump(tiny))
+    shutil.copytree(PROJECT_ROOT / "notebooks", target / "notebooks")
+    with inside(target):
+        bootstrap_project(target)
+        params = {"mlflow_tracking_uri": tracking_uri(target)}
+        with KedroSession.create(project_path=target, env="quick", runtime_params=params) as s:
+            s.run(pipeline_names=["train_eval"])
+        yield target

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import requests
 import yaml
 from kedro.io import MemoryDataset
 
@@ -86,3 +93,42 @@ def wait_for_glob(folder: Path, pattern: str, process: subprocess.Popen, timeout
         assert process.poll() is None, f"the run ended before {folder}/{pattern} appeared"
         assert time.monotonic() < deadline, f"{folder}/{pattern} did not appear within {timeout} s"
         time.sleep(0.05)
+
+
+@contextmanager
+def inside(folder: Path) -> Iterator[None]:
+    """Run the block with ``folder`` as the working directory."""
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float) -> None:
+    """Wait until ``url`` answers 200, failing if ``process`` ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"the server ended before {url} answered"
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer within {timeout} s"
+        time.sleep(0.5)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Kill the process group a server was started in, and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)

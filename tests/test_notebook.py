@@ -5,52 +5,19 @@ disk, a pinned model version, and the evaluation's scores for the same images.""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
 import torch
-import yaml
 from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from nbclient import NotebookClient
-from support import PROJECT_ROOT, copy_project, tracking_uri
+from support import inside, tracking_uri
 
 NOTEBOOK = "transfusion_ad_demo.ipynb"
 KERNEL = "transfusion-ad-test"
-
-
-@contextmanager
-def _inside(folder: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
-@pytest.fixture(scope="module")
-def trained_project(tmp_path_factory) -> Iterator[Path]:
-    """A project copy whose `quick` environment is the tiny recipe (one epoch), trained and
-    evaluated with train_eval, with the notebooks beside it."""
-    target = copy_project(tmp_path_factory.mktemp("notebook") / "project")
-    tiny = yaml.safe_load((target / "conf" / "tiny" / "parameters.yml").read_text())
-    tiny["training"]["epochs"] = 1
-    (target / "conf" / "quick" / "parameters.yml").write_text(yaml.safe_dump(tiny))
-    shutil.copytree(PROJECT_ROOT / "notebooks", target / "notebooks")
-    with _inside(target):
-        bootstrap_project(target)
-        params = {"mlflow_tracking_uri": tracking_uri(target)}
-        with KedroSession.create(project_path=target, env="quick", runtime_params=params) as s:
-            s.run(pipeline_names=["train_eval"])
-        yield target
 
 
 @pytest.fixture
@@ -106,7 +73,7 @@ def test_predict_with_pinned_versions_scores_as_the_evaluation(trained_project):
     params = {"mlflow_tracking_uri": tracking_uri(trained_project), "input_dir": str(input_dir)}
     before = _predictions(trained_project)
     with (
-        _inside(trained_project),
+        inside(trained_project),
         KedroSession.create(project_path=trained_project, env="quick", runtime_params=params) as s,
     ):
         s.run(pipeline_names=["predict"], load_versions=pinned)

@@ -1,6 +1,10 @@
-"""The ``transfusion-ad`` command. ``transfusion-ad sweep``: every category, one Ray task each.
+"""The ``transfusion-ad`` command. ``sweep``: every category, one Ray task each; ``predict``:
+score image files with a category's model (exit code 3 when any image is anomalous).
 
 Examples::
+
+    transfusion-ad predict --env quick --category fryum part_0001.png line_images/ --csv s.csv
+    transfusion-ad predict --bundle model_bundle.pt --threshold 0.42 images/
 
     transfusion-ad sweep --dataset mvtec_ad --categories all --gpus-per-task 1
     transfusion-ad sweep --dataset visa --categories pcb1,pcb2 --address auto --env cluster
@@ -16,6 +20,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from transfusion_ad.core.detector import TransFusionDetector
+from transfusion_ad.serving import score_files
+from transfusion_ad.serving.onnx_export import FORMATS, SPEC_FILE, export_model
 from transfusion_ad.sweep import SweepConfig, SweepError, parse_runtime_params, run_sweep
 from transfusion_ad.validation import DATASETS, ParameterError
 
@@ -92,7 +99,112 @@ def build_parser() -> argparse.ArgumentParser:
         help="where summary.{csv,md} and sweep_state.json go (default: "
         "data/08_reporting/<dataset>, relative to the project)",
     )
+    _add_predict(commands)
+    _add_export(commands)
     return parser
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write a category's network as ONNX or TorchScript, with transfusion.json",
+        description=(
+            "Export the network of the category's latest model bundle (or --bundle PATH) to "
+            "--out, with transfusion.json: preprocessing, the reverse loop's constants, fusion "
+            "and thresholds. `transfusion-ad predict --onnx DIR` scores with it."
+        ),
+    )
+    export.add_argument("--category", help="the category whose latest model is exported")
+    export.add_argument("--dataset", choices=DATASETS, help="default: the env's default_dataset")
+    export.add_argument("--env", help="Kedro configuration environment, as kedro run --env")
+    export.add_argument("--bundle", type=Path, help="a model bundle file instead")
+    export.add_argument("--format", choices=FORMATS, default="onnx")
+    export.add_argument("--out", type=Path, required=True, help="folder to write into")
+    export.add_argument(
+        "--project-path", type=Path, default=Path.cwd(), help="the Kedro project (default: .)"
+    )
+
+
+def _bundle_of(args: argparse.Namespace) -> Path:
+    """--bundle, or the latest model bundle of --category in the project."""
+    if args.bundle is not None:
+        return args.bundle
+    if args.category is None:
+        raise ParameterError("give --category (the project's latest model) or --bundle PATH.")
+    return score_files.latest_bundle(args.project_path, args.env, args.dataset, args.category)
+
+
+def _export(args: argparse.Namespace) -> int:
+    network = export_model(_bundle_of(args), args.out, args.format)
+    print(f"wrote {network} and {network.with_name(SPEC_FILE)}")
+    return EXIT_OK
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="score image files with a category's model; exit code 3 if any is anomalous",
+        description=(
+            "Score images (files or folders) with the category's latest model bundle in this "
+            "Kedro project, or --bundle PATH, or an ONNX export (--onnx DIR). Prints one line "
+            "per image (path, score, good/anomalous). Exit code 0, 3 when any image is "
+            "anomalous, 2 for bad input."
+        ),
+    )
+    predict.add_argument("images", nargs="+", help="image files and folders of images")
+    predict.add_argument("--category", help="the category whose latest model is used")
+    predict.add_argument("--dataset", choices=DATASETS, help="default: the env's default_dataset")
+    predict.add_argument("--env", help="Kedro configuration environment, as kedro run --env")
+    predict.add_argument("--bundle", type=Path, help="a model bundle file instead")
+    predict.add_argument("--onnx", type=Path, help="a folder written by transfusion-ad export")
+    predict.add_argument("--csv", type=Path, help="write image,score,anomalous,error rows here")
+    predict.add_argument("--overlays", type=Path, help="write a heat-map overlay per image here")
+    predict.add_argument("--threshold", type=float, help="image threshold for this run")
+    predict.add_argument(
+        "--params",
+        help="thresholds for this run, as kedro run --params: "
+        "'thresholds.image=0.42,thresholds.pixel=0.5'",
+    )
+    predict.add_argument("--batch-size", type=int, default=8, help="images per network call")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    predict.add_argument(
+        "--project-path", type=Path, default=Path.cwd(), help="the Kedro project (default: .)"
+    )
+
+
+def _threshold_params(text: str | None, image: float | None) -> dict[str, float | None]:
+    """--params thresholds.image=..,thresholds.pixel=.. and --threshold, as override values."""
+    overrides: dict[str, float | None] = {"image": None, "pixel": None}
+    for key, value in parse_runtime_params(text).items() if text else ():
+        if key != "thresholds" or not isinstance(value, dict) or set(value) - set(overrides):
+            raise ParameterError(
+                f"predict --params takes thresholds.image and thresholds.pixel only, got {key}."
+            )
+        overrides.update({name: float(number) for name, number in value.items()})
+    if image is not None:
+        overrides["image"] = image
+    return overrides
+
+
+def _predict(args: argparse.Namespace) -> int:
+    overrides = _threshold_params(args.params, args.threshold)
+    files = score_files.expand_inputs(args.images)
+    if args.onnx is not None:
+        from transfusion_ad.serving.onnx_runner import OnnxDetector
+
+        scorer, source = OnnxDetector.load(args.onnx), str(args.onnx)
+    else:
+        bundle = _bundle_of(args)
+        scorer, source = TransFusionDetector.load(bundle, device=args.device), str(bundle)
+    thresholds = score_files.apply_threshold(scorer, **overrides)
+    print(f"model: {source}; image threshold {thresholds['image']:.6f}", file=sys.stderr)
+    rows = score_files.score_files(scorer, files, args.batch_size)
+    if args.csv is not None:
+        score_files.write_csv(rows, args.csv)
+        score_files.write_sidecar(args.csv, source, thresholds)
+    if args.overlays is not None:
+        score_files.write_overlays(rows, args.overlays, thresholds.get("pixel"))
+    return score_files.report(rows)
 
 
 def _sweep_config(args: argparse.Namespace) -> SweepConfig:
@@ -116,8 +228,16 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; 0 when every category is done, 1 when some failed, 2 for bad input."""
+    """Entry point. sweep: 0 when every category is done, 1 when some failed, 2 for bad input;
+    predict: 0, 3 when any image is anomalous, 2 for bad input."""
     args = build_parser().parse_args(argv)
+    if args.command in ("predict", "export"):
+        run = _predict if args.command == "predict" else _export
+        try:
+            return run(args)
+        except (ParameterError, SweepError, FileNotFoundError, ValueError) as error:
+            print(f"transfusion-ad {args.command}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         state = run_sweep(_sweep_config(args))
     except (SweepError, ParameterError) as error:

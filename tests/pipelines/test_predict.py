@@ -29,6 +29,7 @@ from transfusion_ad.pipelines.predict.nodes import (
 )
 
 CORRUPT = "bad/zz_corrupt.png"
+NO_OVERRIDE = {"image": None, "pixel": None}
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +104,37 @@ def test_scores_equal_the_evaluation_scores_of_the_same_images(
     assert len(evaluated["paths"]) == 35
 
 
+def test_the_thresholds_used_are_written_beside_the_scores(predicted, staged_catalog):
+    written = predicted[1]["thresholds"]
+    calibrated = staged_catalog.load("thresholds")
+    assert written == {"image": calibrated["image"], "pixel": calibrated["pixel"], "overridden": {}}
+
+
+def test_a_threshold_given_for_the_run_decides_and_is_recorded(
+    staged_catalog, tiny_parameters, input_dir, tmp_path
+):
+    scores = staged_catalog.load("anomaly_maps")["scores"]
+    middle = float(scores.median())
+    output = tmp_path / "predictions"
+    catalog = _catalog(
+        {**tiny_parameters, "input_dir": str(input_dir), "thresholds": {"image": middle}},
+        {
+            "model_checkpoint": staged_catalog.load("model_checkpoint"),
+            "thresholds": staged_catalog.load("thresholds"),
+            "predictions": PredictionsDataset(str(output), version=Version(None, None)),
+        },
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    outputs = PredictionsDataset(str(output), version=Version(None, None)).load()
+    frame = outputs["scores"][outputs["scores"]["error"] == ""]
+    assert (frame["anomalous"] == "yes").tolist() == (frame["score"] >= middle).tolist()
+    assert 0 < (frame["anomalous"] == "yes").sum() < len(frame)
+    written = outputs["thresholds"]
+    calibrated = staged_catalog.load("thresholds")["image"]
+    assert written["image"] == middle
+    assert written["overridden"] == {"image": {"calibrated": calibrated, "used": middle}}
+
+
 def test_every_input_gets_a_row_and_every_readable_one_an_overlay_and_mask(predicted, input_dir):
     _, outputs, _ = predicted
     frame = outputs["scores"]
@@ -159,6 +191,7 @@ def test_a_model_trained_with_another_recipe_is_refused_naming_both(
         score_images(
             staged_catalog.load("model_checkpoint"),
             staged_catalog.load("thresholds"),
+            NO_OVERRIDE,
             images,
             *settings,
             64,
@@ -173,6 +206,7 @@ def test_thresholds_without_the_pixel_entry_are_refused(staged_catalog, tiny_par
         score_images(
             staged_catalog.load("model_checkpoint"),
             {"image": 0.5},
+            NO_OVERRIDE,
             list_input_images(str(input_dir)),
             tiny_parameters["inference"],
             tiny_parameters["evaluation"],
@@ -199,6 +233,7 @@ def test_bad_input_folders_are_refused_by_name(
         score_images(
             staged_catalog.load("model_checkpoint"),
             staged_catalog.load("thresholds"),
+            NO_OVERRIDE,
             list_input_images(str(tmp_path / "notes")),
             tiny_parameters["inference"],
             tiny_parameters["evaluation"],

@@ -9,6 +9,9 @@ metrics.OPTIMISTIC_THRESHOLD_KEY.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 
@@ -59,3 +62,22 @@ def calibrate_thresholds(
         "image": float(np.quantile(scores, quantile)),
         "pixel": float(np.quantile(maps, pixel_quantile)),
     }
+
+
+def override_thresholds(
+    calibrated: Mapping[str, Any], image: float | None = None, pixel: float | None = None
+) -> dict[str, Any]:
+    """The thresholds to decide with: the calibrated ones, with ``image`` and/or ``pixel``
+    replaced for this run. The result records what was replaced and the calibrated values under
+    ``overridden`` ({} when nothing was), so every output can say which threshold it used."""
+    thresholds = dict(calibrated)
+    overridden: dict[str, Any] = {}
+    for key, value in (("image", image), ("pixel", pixel)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            raise ValueError(f"thresholds.{key} must be a finite number or null, got {value!r}.")
+        overridden[key] = {"calibrated": calibrated.get(key), "used": float(value)}
+        thresholds[key] = float(value)
+    thresholds["overridden"] = overridden
+    return thresholds

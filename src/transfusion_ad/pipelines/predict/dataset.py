@@ -7,6 +7,7 @@ written, so a folder of thousands of full-size images never sits in memory at on
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -21,18 +22,21 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 SCORES_FILE = "scores.csv"
+THRESHOLDS_FILE = "thresholds.json"
 IMAGE_FOLDERS = ("overlays", "masks")
 
 PixelsOrRenderer = np.ndarray | Callable[[], np.ndarray]
 
 
 class PredictionsDataset(AbstractVersionedDataset[dict, dict]):
-    """Save ``{"scores": DataFrame, "overlays": {name: pixels}, "masks": {name: pixels}}``.
+    """Save ``{"scores": DataFrame, "overlays": {name: pixels}, "masks": {name: pixels}}`` and,
+    when given, ``"thresholds"`` (the thresholds the run decided with) as thresholds.json.
 
     Names are relative PNG paths (``bad/000.png``); pixels are uint8 arrays (H, W, 3) or (H, W),
     or callables returning one. The folder is written under a temporary name and renamed, so an
-    interrupted run leaves no half-written version. ``load()`` returns the scores and the PNG
-    paths: ``{"scores": DataFrame, "overlays": {name: Path}, "masks": {name: Path}}``.
+    interrupted run leaves no half-written version. ``load()`` returns the scores, the PNG
+    paths and the thresholds if written: ``{"scores": DataFrame, "overlays": {name: Path},
+    "masks": {name: Path}, "thresholds": {...}}``.
 
     Example catalog entry::
 
@@ -59,6 +63,9 @@ class PredictionsDataset(AbstractVersionedDataset[dict, dict]):
         staging = Path(tempfile.mkdtemp(dir=home, prefix=f".{target.name}."))
         try:
             data["scores"].to_csv(staging / SCORES_FILE, index=False)
+            if "thresholds" in data:
+                text = json.dumps(data["thresholds"], indent=1, sort_keys=True)
+                (staging / THRESHOLDS_FILE).write_text(text + "\n")
             items = [
                 (folder, name, data[folder][name])
                 for folder in IMAGE_FOLDERS
@@ -82,6 +89,8 @@ class PredictionsDataset(AbstractVersionedDataset[dict, dict]):
         # Only an empty score (an unreadable image) is missing; names stay text, whatever they are.
         scores = pd.read_csv(root / SCORES_FILE, keep_default_na=False, na_values={"score": [""]})
         result: dict[str, Any] = {"scores": scores}
+        if (root / THRESHOLDS_FILE).is_file():
+            result["thresholds"] = json.loads((root / THRESHOLDS_FILE).read_text())
         for folder in IMAGE_FOLDERS:
             files = sorted((root / folder).rglob("*.png"))
             result[folder] = {path.relative_to(root / folder).as_posix(): path for path in files}

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from transfusion_ad.core.bundle import check_recipe
 from transfusion_ad.core.detector import Scoring, TransFusionDetector
+from transfusion_ad.core.thresholds import override_thresholds
 from transfusion_ad.data import UnreadableImageError
 from transfusion_ad.data.images import IMAGE_SUFFIXES, is_image_file
 from transfusion_ad.reporting.overlays import HeatmapStyle, render_mask, render_overlay
@@ -78,6 +79,7 @@ def _decode(
 def score_images(
     model_checkpoint: dict[str, Any],
     thresholds: dict[str, float],
+    threshold_overrides: dict[str, float | None],
     images_to_score: dict[str, Any],
     inference: dict[str, Any],
     evaluation: dict[str, Any],
@@ -87,9 +89,11 @@ def score_images(
 ) -> dict[str, Any]:
     """Fused anomaly maps and image scores of every readable image, inference.batch_size at a
     time: {"root", "files", "maps": (N, S, S), "scores": (N,), "unreadable": {file: reason},
-    "thresholds"}. Refuses a model trained with another recipe than the parameters."""
+    "thresholds"}: the calibrated thresholds with ``threshold_overrides`` (params:thresholds)
+    applied. Refuses a model trained with another recipe than the parameters."""
     check_recipe(model_checkpoint, image_size, model)
     _check_thresholds(thresholds)
+    thresholds = override_thresholds(thresholds, **threshold_overrides)
     detector = TransFusionDetector.load(
         model_checkpoint,
         device,
@@ -173,4 +177,10 @@ def render_predictions(scored_images: dict[str, Any], heatmap: dict[str, Any]) -
         len(scored_images["files"]),
         thresholds["image"],
     )
-    return {"scores": frame.reset_index(drop=True), "overlays": overlays, "masks": masks}
+    used = {key: thresholds[key] for key in ("image", "pixel", "overridden")}
+    return {
+        "scores": frame.reset_index(drop=True),
+        "overlays": overlays,
+        "masks": masks,
+        "thresholds": used,
+    }

@@ -24,6 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "model_checkpoint",
                     "thresholds",
+                    "params:thresholds",
                     "images_to_score",
                     "params:inference",
                     "params:evaluation",
