@@ -101,7 +101,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_predict(commands)
     _add_export(commands)
+    _add_app(commands)
     return parser
+
+
+def _add_app(commands: argparse._SubParsersAction) -> None:
+    app = commands.add_parser(
+        "app",
+        help="a review page (Gradio, extra 'app'): drop an image, see score, verdict and map",
+        description=(
+            "Serve a page where a person drops images of parts and sees the score, the "
+            "verdict, the anomaly map over the image and the mask at the threshold, beside "
+            "the last evaluation's best and worst images. Binds 127.0.0.1 unless --host."
+        ),
+    )
+    app.add_argument("--category", help="the category whose latest model is used")
+    app.add_argument("--dataset", choices=DATASETS, help="default: the env's default_dataset")
+    app.add_argument("--env", help="Kedro configuration environment, as kedro run --env")
+    app.add_argument("--bundle", type=Path, help="a model bundle file instead")
+    app.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    app.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    app.add_argument(
+        "--project-path", type=Path, default=Path.cwd(), help="the Kedro project (default: .)"
+    )
+
+
+def _app(args: argparse.Namespace) -> int:
+    try:
+        from transfusion_ad.serving import review_app
+    except ImportError as error:
+        raise ParameterError(
+            f"the review page needs Gradio ({error}): pip install -e '.[app]'"
+        ) from error
+    bundle = _bundle_of(args)
+    figures = None
+    if args.category is not None:
+        figures = score_files.catalog_path(
+            args.project_path, args.env, args.dataset, args.category, "evaluation_figures"
+        )
+    detector = TransFusionDetector.load(bundle, device=args.device)
+    title = f"TransFusion review: {args.category or bundle}"
+    review_app.serve(detector, figures, title, args.host, args.port)
+    return EXIT_OK
 
 
 def _add_export(commands: argparse._SubParsersAction) -> None:
@@ -231,8 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. sweep: 0 when every category is done, 1 when some failed, 2 for bad input;
     predict: 0, 3 when any image is anomalous, 2 for bad input."""
     args = build_parser().parse_args(argv)
-    if args.command in ("predict", "export"):
-        run = _predict if args.command == "predict" else _export
+    if args.command in ("predict", "export", "app"):
+        run = {"predict": _predict, "export": _export, "app": _app}[args.command]
         try:
             return run(args)
         except (ParameterError, SweepError, FileNotFoundError, ValueError) as error:

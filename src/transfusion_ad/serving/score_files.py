@@ -50,9 +50,10 @@ class Scored:
     error: str = ""
 
 
-def latest_bundle(project: Path, env: str | None, dataset: str | None, category: str) -> Path:
-    """The newest ``model_bundle`` version of a category in a Kedro project, where the project's
-    catalog (with ``--env``) puts it."""
+def catalog_path(
+    project: Path, env: str | None, dataset: str | None, category: str, name: str
+) -> Path:
+    """Where the project's catalog (with ``--env``) puts dataset ``name`` of a category."""
     from kedro.config import OmegaConfigLoader
 
     from transfusion_ad.settings import CONFIG_LOADER_ARGS
@@ -61,8 +62,13 @@ def latest_bundle(project: Path, env: str | None, dataset: str | None, category:
     loader = OmegaConfigLoader(
         conf_source=str(project / "conf"), env=env, runtime_params=runtime, **CONFIG_LOADER_ARGS
     )
-    entry = OmegaConf.to_container(OmegaConf.create(loader["catalog"][BUNDLE_DATASET]))
-    folder = project / entry["filepath"]
+    entry = OmegaConf.to_container(OmegaConf.create(loader["catalog"][name]))
+    return project / entry["filepath"]
+
+
+def latest_bundle(project: Path, env: str | None, dataset: str | None, category: str) -> Path:
+    """The newest ``model_bundle`` version of a category in a Kedro project."""
+    folder = catalog_path(project, env, dataset, category, BUNDLE_DATASET)
     versions = sorted(p for p in folder.glob("*") if (p / folder.name).is_file())
     if not versions:
         raise FileNotFoundError(
