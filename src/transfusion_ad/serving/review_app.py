@@ -70,7 +70,13 @@ def build_app(detector: TransFusionDetector, figures: Path | None, title: str) -
             score, inputs=picture, outputs=[verdict, heat, mask], api_name="score"
         )
         if gallery:
-            gr.Gallery(gallery, label="last evaluation: best and worst scored test images")
+            gr.Gallery(
+                gallery,
+                label="last evaluation: best and worst scored test images",
+                columns=1,
+                object_fit="contain",
+                height="auto",
+            )
     return app
 
 
