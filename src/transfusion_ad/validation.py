@@ -97,6 +97,14 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
         "a number in [0, 1]",
     ),
     ("data.holdout_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("data.require_masks", lambda v: isinstance(v, bool), "true or false"),
+    (
+        "false_reject_rate",
+        lambda v: v is None or (_is_number(v) and 0 <= v < 1),
+        "null or a number in [0, 1)",
+    ),
+    ("thresholds.image", lambda v: v is None or _is_number(v), "null or a number"),
+    ("thresholds.pixel", lambda v: v is None or _is_number(v), "null or a number"),
     (
         "synthesis.foreground.mode",
         lambda v: v in FOREGROUND_MODES,

@@ -9,14 +9,18 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from transfusion_ad.core import metrics
 from transfusion_ad.core.metrics import (
+    IMAGE_METRICS,
     METRIC_NAMES,
     OPTIMISTIC_THRESHOLD_KEY,
+    PIXEL_METRICS,
     aupro,
     compute_all,
+    compute_available,
     f1_max,
     f1_optimal_threshold,
     image_ap,
     image_auroc,
+    not_computable,
     pixel_ap,
     pixel_auroc,
 )
@@ -349,3 +353,27 @@ def test_pro_curve_rejects_bad_fpr_limit():
     maps, masks = good_pixels()
     with pytest.raises(ValueError, match=r"pro_curve cannot be computed: fpr_limit must be in"):
         metrics.pro_curve(maps, masks, fpr_limit=0.0)
+
+
+def test_what_a_test_set_cannot_support_is_named_with_its_reason():
+    assert not_computable([], []) == dict.fromkeys(
+        (*IMAGE_METRICS, *PIXEL_METRICS), "no test images"
+    )
+    normal_only = not_computable([0, 0], [True, True])
+    assert set(normal_only.values()) == {"no anomalous test images"}
+    unmasked = not_computable([0, 1, 1], [True, False, False])
+    assert unmasked == dict.fromkeys(PIXEL_METRICS, "no anomalous test image has a mask")
+    assert not_computable([0, 1, 1], [True, False, True]) == {}
+
+
+def test_pixel_metrics_use_only_the_images_with_a_mask():
+    rng = np.random.default_rng(0)
+    maps = rng.random((4, 8, 8)).astype(np.float32)
+    masks = np.zeros((4, 8, 8), bool)
+    masks[2, 2:5, 2:5] = True
+    maps[2][masks[2]] += 0.5
+    labels, has_mask = np.array([0, 0, 1, 1]), np.array([True, True, True, False])
+    values, reasons, used = compute_available(maps.max(axis=(1, 2)), labels, maps, masks, has_mask)
+    assert reasons == {} and used == 3
+    assert values["pixel_auroc"] == pytest.approx(pixel_auroc(maps[:3], masks[:3]))
+    assert values["pixel_auroc"] != pytest.approx(pixel_auroc(maps, masks))

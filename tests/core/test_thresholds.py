@@ -2,8 +2,14 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from transfusion_ad.core.thresholds import calibrate_thresholds
+from transfusion_ad.core.thresholds import (
+    calibrate_thresholds,
+    calibration_record,
+    frr_upper_bound,
+    override_thresholds,
+)
 
 
 def test_quantiles_of_image_scores_and_pixels():
@@ -43,3 +49,32 @@ def test_bad_input_is_rejected():
         calibrate_thresholds(scores, broken)
     with pytest.raises(ValueError, match=r"same held-out normal images, got shapes \(2,\)"):
         calibrate_thresholds(scores[:2], maps)
+
+
+def test_the_false_reject_bound_is_clopper_pearson():
+    # No reject seen among n: the one-sided bound has the closed form 1 - alpha^(1/n).
+    for n in (6, 10, 100):
+        assert frr_upper_bound(n, 0) == pytest.approx(1 - 0.05 ** (1 / n), rel=1e-9)
+    assert frr_upper_bound(10, 10) == 1.0
+    # The definition: at the bound, seeing <= k rejects has probability alpha = 5 %.
+    assert stats.binom.cdf(10, 1000, frr_upper_bound(1000, 10)) == pytest.approx(0.05, abs=1e-9)
+    assert frr_upper_bound(100, 1) > frr_upper_bound(1000, 10)  # same rate, more evidence
+    with pytest.raises(ValueError, match="0 <= above <= images"):
+        frr_upper_bound(5, 6)
+
+
+def test_a_calibration_record_counts_the_good_images_at_or_above_the_threshold():
+    record = calibration_record(np.array([0.1, 0.2, 0.3, 0.4]), 0.3, "holdout")
+    assert record["good_images"] == 4 and record["at_or_above_threshold"] == 2
+    assert record["false_reject_rate"] == 0.5 and record["source"] == "holdout"
+    assert 0.5 < record["false_reject_rate_upper_95"] < 1.0
+
+
+def test_a_threshold_given_for_one_run_records_what_it_replaced():
+    calibrated = {"image": 0.3, "pixel": 0.4, "model": {"weights_digest": "x"}}
+    used = override_thresholds(calibrated, image=0.5)
+    assert used["image"] == 0.5 and used["pixel"] == 0.4 and used["model"] == calibrated["model"]
+    assert used["overridden"] == {"image": {"calibrated": 0.3, "used": 0.5}}
+    assert override_thresholds(calibrated)["overridden"] == {}
+    with pytest.raises(ValueError, match="thresholds.pixel must be a finite number"):
+        override_thresholds(calibrated, pixel=float("nan"))

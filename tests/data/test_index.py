@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from transfusion_ad.data import DataLayoutError, UnreadableImageError, index_category
+from transfusion_ad.data.index import missing_masks
 
 
 def _image(path: Path, size=(16, 12), value=128, suffix=".png") -> Path:
@@ -150,11 +151,64 @@ def test_empty_train_good(tmp_path):
         index_category(root, "widget")
 
 
-def test_anomalous_image_without_mask(tmp_path):
+def test_an_anomalous_image_without_mask_is_kept_and_listed(tmp_path):
     root = make_mvtec(tmp_path)
     (root / "widget" / "ground_truth" / "crack" / "001_mask.png").unlink()
-    with pytest.raises(DataLayoutError, match="001.png' has no mask"):
-        index_category(root, "widget")
+    manifest = index_category(root, "widget")
+    unmasked = missing_masks(manifest)
+    assert [Path(path).name for path in unmasked] == ["001.png"]
+    row = manifest[manifest["image_path"] == unmasked[0]].iloc[0]
+    assert row["label"] == 1 and row["defect_type"] == "crack"
+
+
+def test_good_images_only_give_a_manifest_without_test_images(tmp_path):
+    root = make_mvtec(tmp_path)
+    shutil.rmtree(root / "widget" / "test")
+    shutil.rmtree(root / "widget" / "ground_truth")
+    manifest = index_category(root, "widget")
+    assert set(manifest["split"]) == {"train"} and len(manifest) == 3
+
+
+def _flat(root: Path) -> Path:
+    """good/ with 10 images, bad/ with 2, defect_scratch/ with 1, masks/ for two of them."""
+    cat = root / "part"
+    for i in range(10):
+        _image(cat / "good" / f"g{i:02d}", suffix=".jpg")
+    _image(cat / "bad" / "b0", suffix=".jpg")
+    _image(cat / "bad" / "b1", suffix=".jpg")
+    _image(cat / "defect_scratch" / "s0", suffix=".bmp")
+    _mask(cat / "masks" / "b1.png")
+    _mask(cat / "masks" / "s0_mask.png")
+    return root
+
+
+def test_a_flat_folder_of_good_and_bad_images_is_indexed_by_stem(tmp_path):
+    manifest = index_category(_flat(tmp_path), "part")
+    assert manifest.attrs["layout"] == "folder"
+    good = manifest[manifest["label"] == 0]
+    assert (good["split"] == "test").sum() == 2 and (good["split"] == "train").sum() == 8
+    bad = manifest[manifest["label"] == 1].set_index(
+        manifest[manifest["label"] == 1]["image_path"].map(lambda p: Path(p).name)
+    )
+    assert set(bad["split"]) == {"test"}
+    assert bad.loc["b0.jpg", "mask_path"] is None
+    assert Path(bad.loc["b1.jpg", "mask_path"]).name == "b1.png"
+    assert Path(bad.loc["s0.bmp", "mask_path"]).name == "s0_mask.png"
+    assert bad.loc["s0.bmp", "defect_type"] == "defect_scratch"
+
+
+def test_a_mask_of_no_image_is_named_never_paired_by_position(tmp_path):
+    root = _flat(tmp_path)
+    _mask(root / "part" / "masks" / "b7.png")
+    with pytest.raises(DataLayoutError, match=r"Masks without an anomalous image.*b7\.png"):
+        index_category(root, "part")
+
+
+def test_a_stem_shared_by_two_anomalous_images_cannot_take_a_mask(tmp_path):
+    root = _flat(tmp_path)
+    _image(root / "part" / "defect_scratch" / "b1", suffix=".png")
+    with pytest.raises(DataLayoutError, match="b1: .*bad/b1.jpg.*defect_scratch/b1.png"):
+        index_category(root, "part")
 
 
 def test_mask_size_mismatch(tmp_path):

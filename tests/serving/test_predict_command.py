@@ -88,7 +88,7 @@ def test_no_model_is_a_clear_usage_error(trained_project, tmp_path, capsys):
     with inside(trained_project):
         code = main(["predict", "--env", "quick", "--category", "capsule", str(tmp_path)])
     assert code == EXIT_USAGE
-    assert "No image file in folder" in capsys.readouterr().err
+    assert "No image in '" in capsys.readouterr().err
     image = next((trained_project / "data/01_raw/sample/fryum/test/bad").iterdir())
     with inside(trained_project):
         code = main(["predict", "--env", "quick", "--category", "capsule", str(image)])

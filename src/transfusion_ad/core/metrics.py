@@ -375,6 +375,69 @@ def compute_all(
     return ordered
 
 
+IMAGE_METRICS = ("image_auroc", "image_ap", "f1_max", OPTIMISTIC_THRESHOLD_KEY)
+PIXEL_METRICS = ("pixel_auroc", "pixel_ap", "aupro")
+
+
+def not_computable(labels, has_mask) -> dict[str, str]:
+    """Why each metric that the test set cannot support is impossible: {metric: reason}.
+
+    labels (N,) 0/1 and has_mask (N,) bool (True for normal images, whose mask is empty, and for
+    anomalous images with a mask). Image metrics need normal and anomalous images; pixel
+    metrics need an anomalous image with a mask. The one rule for the log line before training
+    and for metrics.json.
+    """
+    labels, has_mask = np.asarray(labels).astype(int), np.asarray(has_mask).astype(bool)
+    anomalous, normal = int((labels == 1).sum()), int((labels == 0).sum())
+    image_reason = (
+        "no test images"
+        if anomalous + normal == 0
+        else "no anomalous test images"
+        if anomalous == 0
+        else "no normal test images"
+        if normal == 0
+        else None
+    )
+    reasons = {name: image_reason for name in IMAGE_METRICS if image_reason}
+    if anomalous == 0:
+        pixel_reason = image_reason if normal == 0 else "no anomalous test images"
+    elif not has_mask[labels == 1].any():
+        pixel_reason = "no anomalous test image has a mask"
+    else:
+        pixel_reason = None
+    reasons.update({name: pixel_reason for name in PIXEL_METRICS if pixel_reason})
+    return reasons
+
+
+def compute_available(
+    scores, labels, maps: MapsLike, masks: MapsLike, has_mask, fpr_limit: float = 0.3
+) -> tuple[dict[str, float | None], dict[str, str], int]:
+    """The metrics the test set supports, None for the others.
+
+    Image metrics use every image; pixel metrics the images with a mask (normal images count,
+    with an empty mask). Returns (values by METRIC_NAMES and OPTIMISTIC_THRESHOLD_KEY,
+    {metric: reason} for the None ones, number of images the pixel metrics used).
+    """
+    has_mask = np.asarray(has_mask).astype(bool)
+    reasons = not_computable(labels, has_mask)
+    values: dict[str, float | None] = dict.fromkeys((*METRIC_NAMES, OPTIMISTIC_THRESHOLD_KEY))
+    if not any(name in reasons for name in IMAGE_METRICS):
+        best_f1, threshold = f1_optimal_threshold(scores, labels)
+        values |= {"image_auroc": image_auroc(scores, labels), "image_ap": image_ap(scores, labels)}
+        values |= {"f1_max": best_f1, OPTIMISTIC_THRESHOLD_KEY: threshold}
+    used = [index for index in range(len(has_mask)) if has_mask[index]]
+    pixel_masks = [masks[index] for index in used]
+    if not any(name in reasons for name in PIXEL_METRICS):
+        if not any(np.asarray(mask).any() for mask in pixel_masks):
+            reasons |= dict.fromkeys(
+                PIXEL_METRICS, "no defect pixel left at the evaluation resolution"
+            )
+        else:
+            pixel_maps = [maps[index] for index in used]
+            values |= _pixel_metrics(pixel_maps, pixel_masks, PIXEL_METRICS, fpr_limit)
+    return values, reasons, len(used) if values["pixel_auroc"] is not None else 0
+
+
 def _sample_curve(points: Iterator[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) -> np.ndarray:
     """y at the sorted positions grid (G,) of the piecewise-linear curve through (0, 0) and the
     streamed points (x non-decreasing, chunk by chunk).

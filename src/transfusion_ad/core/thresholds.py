@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 
 def _check_scores(values, what: str) -> np.ndarray:
@@ -81,3 +82,28 @@ def override_thresholds(
         thresholds[key] = float(value)
     thresholds["overridden"] = overridden
     return thresholds
+
+
+def frr_upper_bound(images: int, above: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper–Pearson upper confidence bound of a false-reject rate from ``above``
+    of ``images`` good images scoring at or above the threshold: what the threshold promises on
+    new good parts, with the uncertainty of having seen only ``images`` of them."""
+    if images < 1 or not 0 <= above <= images:
+        raise ValueError(f"need 0 <= above <= images and images >= 1, got {above} of {images}")
+    if above == images:
+        return 1.0
+    return float(stats.beta.ppf(confidence, above + 1, images - above))
+
+
+def calibration_record(good_scores, image_threshold: float, source: str) -> dict[str, Any]:
+    """What an image threshold rests on: how many good images, how many of them at or above
+    it, and the false-reject rate that implies (observed and its 95 % upper bound)."""
+    scores = _check_scores(good_scores, "image")
+    above = int(np.count_nonzero(scores >= image_threshold))
+    return {
+        "source": source,
+        "good_images": int(scores.size),
+        "at_or_above_threshold": above,
+        "false_reject_rate": above / scores.size,
+        "false_reject_rate_upper_95": frr_upper_bound(int(scores.size), above),
+    }

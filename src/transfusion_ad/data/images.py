@@ -23,6 +23,26 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def list_image_files(root: str | Path, what: str = "input_dir") -> list[str]:
+    """The image files under ``root`` as sorted relative POSIX paths, subfolders included,
+    hidden files and folders left out; a clear error naming ``what`` when there is none."""
+    folder = Path(root)
+    if not folder.is_dir():
+        raise ValueError(f"{what} '{root}' is not a folder (looked at '{folder.resolve()}').")
+    files = sorted(
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob("*")
+        if is_image_file(path)
+        and not any(p.startswith(".") for p in path.relative_to(folder).parts)
+    )
+    if not files:
+        raise ValueError(
+            f"No image in '{root}' (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, any case, in "
+            f"subfolders too; given as {what})."
+        )
+    return files
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """Return (width, height) from the file header without decoding the pixels."""
     path = Path(path)

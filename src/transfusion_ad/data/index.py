@@ -6,12 +6,16 @@ Supported layouts (detected with ``layout="auto"``):
   ``ground_truth/<defect>/<stem>_mask.png`` (MVTec AD as distributed);
 - ``visa_1cls``: the same tree with ``.JPG`` images and ``<stem>.png`` masks (VisA re-organised);
 - ``folder``: the same tree with any of .png/.jpg/.jpeg/.bmp/.tif images, any case, masks named
-  ``<stem>_mask.<ext>`` or ``<stem>.<ext>``;
+  ``<stem>_mask.<ext>`` or ``<stem>.<ext>``; or the flat tree people have: ``<category>/good``,
+  ``<category>/bad`` (and/or ``defect*``) and an optional ``<category>/masks`` matched by stem.
+  In the flat tree every fifth good image (by sorted name) is a normal test image;
 - ``visa_raw``: VisA as distributed, ``<root>/<category>/Data/Images/{Normal,Anomaly}``,
   ``Data/Masks/Anomaly``, split from ``<root>/split_csv/1cls.csv``.
 
 Ground-truth paths are built from the layout, never by replacing substrings of the full path, so a
-data root containing "test" or "ground_truth" is safe.
+data root containing "test" or "ground_truth" is safe. A test set may be missing (good images
+only) and anomalous images may lack masks: ``missing_masks`` lists them, and what cannot be
+computed from such data is decided by the pipelines, not here.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ def index_category(
     resolved = detect_layout(root, category) if layout == "auto" else layout
     if resolved == "visa_raw":
         rows = _index_visa_raw(root, category)
+    elif resolved == "folder" and not (category_dir / "train").is_dir():
+        rows = _index_flat(category_dir)
     else:
         rows = _index_mvtec_like(category_dir)
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
@@ -71,8 +77,6 @@ def index_category(
     manifest["label"] = manifest["label"].astype(int)
     masks = manifest["mask_path"].astype(object)
     manifest["mask_path"] = masks.where(masks.notna(), None)
-    if (manifest["split"] == "test").sum() == 0:
-        raise DataLayoutError(f"No test images under '{category_dir / 'test'}'.")
     if validate:
         manifest, _ = validate_manifest(manifest)
     manifest.attrs["layout"] = resolved
@@ -81,7 +85,7 @@ def index_category(
 
 
 def _looks_like_category(path: Path) -> bool:
-    return (path / "train").is_dir() or (path / "Data" / "Images").is_dir()
+    return any((path / name).is_dir() for name in ("train", GOOD, "Data"))
 
 
 def detect_layout(root: Path, category: str) -> str:
@@ -89,7 +93,9 @@ def detect_layout(root: Path, category: str) -> str:
     category_dir = root / category
     if (category_dir / "Data" / "Images").is_dir():
         return "visa_raw"
-    if (category_dir / "train").is_dir() and (category_dir / "test").is_dir():
+    if (category_dir / GOOD).is_dir() and not (category_dir / "train").is_dir():
+        return "folder"
+    if (category_dir / "train").is_dir():
         suffixes = {p.suffix for p in (category_dir / "train" / GOOD).glob("*") if is_image_file(p)}
         if suffixes == {".png"}:
             return "mvtec"
@@ -100,7 +106,8 @@ def detect_layout(root: Path, category: str) -> str:
     raise DataLayoutError(
         f"Cannot recognise the layout of '{category_dir}' "
         f"(it holds: {', '.join(present) or 'nothing'}). Expected either 'train/good', "
-        "'test/<defect>' and 'ground_truth/<defect>' (MVTec layout) "
+        "'test/<defect>' and 'ground_truth/<defect>' (MVTec layout), 'good/', 'bad/' or "
+        "'defect*/' and 'masks/' (a flat folder) "
         "or 'Data/Images/{Normal,Anomaly}' and 'Data/Masks/Anomaly' with "
         f"'{root / 'split_csv' / '1cls.csv'}' (VisA as distributed)."
     )
@@ -127,7 +134,8 @@ def _index_mvtec_like(category_dir: Path) -> list[dict]:
         )
     rows += [_row("train", 0, GOOD, path, None) for path in train_images]
     test_dir = category_dir / "test"
-    for defect_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+    defect_dirs = sorted(p for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
+    for defect_dir in defect_dirs:
         defect = defect_dir.name
         mask_dir = category_dir / "ground_truth" / defect
         masks = {p.stem: p for p in _images_in(mask_dir)}
@@ -136,15 +144,60 @@ def _index_mvtec_like(category_dir: Path) -> list[dict]:
                 rows.append(_row("test", 0, GOOD, path, None))
                 continue
             mask = masks.get(f"{path.stem}_mask") or masks.get(path.stem)
-            if mask is None:
-                raise DataLayoutError(
-                    f"Anomalous test image '{path}' has no mask: expected "
-                    f"'{mask_dir / (path.stem + '_mask.png')}' "
-                    f"or '{mask_dir / (path.stem + '.png')}'. Add the mask, or move the image "
-                    "to test/good if it is defect-free."
-                )
             rows.append(_row("test", 1, defect, path, mask))
     return rows
+
+
+FLAT_TEST_EVERY = 5
+
+
+def _index_flat(category_dir: Path) -> list[dict]:
+    """good/ (every FLAT_TEST_EVERY-th image, by sorted name, a normal test image, the rest
+    training images), bad/ and defect*/ (anomalous test images), masks/ paired by stem."""
+    good = _images_in(category_dir / GOOD)
+    if not good:
+        raise DataLayoutError(
+            f"No images in '{category_dir / GOOD}'. Put the defect-free images there."
+        )
+    rows = [
+        _row(
+            "test" if index % FLAT_TEST_EVERY == FLAT_TEST_EVERY - 1 else "train", 0, GOOD, p, None
+        )
+        for index, p in enumerate(good)
+    ]
+    defect_dirs = sorted(
+        p
+        for p in category_dir.iterdir()
+        if p.is_dir() and (p.name == "bad" or p.name.startswith("defect"))
+    )
+    anomalous = [(d.name, path) for d in defect_dirs for path in _images_in(d)]
+    by_stem: dict[str, list[Path]] = {}
+    for _, path in anomalous:
+        by_stem.setdefault(path.stem, []).append(path)
+    shared = {stem: paths for stem, paths in by_stem.items() if len(paths) > 1}
+    masks = {p.stem.removesuffix("_mask"): p for p in _images_in(category_dir / "masks")}
+    ambiguous = sorted(stem for stem in shared if stem in masks)
+    if ambiguous:
+        listed = "; ".join(f"{stem}: {', '.join(map(str, shared[stem]))}" for stem in ambiguous)
+        raise DataLayoutError(
+            f"Masks in '{category_dir / 'masks'}' are paired by file stem, but these stems "
+            f"belong to more than one anomalous image: {listed}. Rename the images apart."
+        )
+    unmatched = sorted(p.name for stem, p in masks.items() if stem not in by_stem)
+    if unmatched:
+        raise DataLayoutError(
+            f"Masks without an anomalous image of the same stem in '{category_dir}': "
+            f"{', '.join(unmatched)}. Masks are paired by name, never by position: rename or "
+            "remove them."
+        )
+    rows += [_row("test", 1, defect, path, masks.get(path.stem)) for defect, path in anomalous]
+    return rows
+
+
+def missing_masks(manifest: pd.DataFrame) -> list[str]:
+    """The anomalous test images of a manifest that have no mask."""
+    rows = manifest[(manifest["label"] == 1) & manifest["mask_path"].isna()]
+    return rows["image_path"].tolist()
 
 
 def _index_visa_raw(root: Path, category: str) -> list[dict]:

@@ -75,21 +75,20 @@ def evaluation_set_figures(
     """
     scores, labels = anomaly_maps["scores"].numpy(), anomaly_maps["labels"].numpy()
     thresholds = metrics.get("thresholds", {})
-    figures = {
-        "roc_curve": roc_figure(
-            scores,
-            labels,
-            metrics["image_auroc"],
-            pixel_roc_curve(*pixel_pairs),
-            metrics.get("pixel_auroc"),
-        ),
-        "pro_curve": pro_figure(
+    figures: dict[str, Figure] = {}
+    if metrics["image_auroc"] is not None:  # the curves need both labels (and masks)
+        pixel_curve = pixel_roc_curve(*pixel_pairs) if metrics["pixel_auroc"] is not None else None
+        figures["roc_curve"] = roc_figure(
+            scores, labels, metrics["image_auroc"], pixel_curve, metrics["pixel_auroc"]
+        )
+    if metrics["aupro"] is not None:
+        figures["pro_curve"] = pro_figure(
             *pro_curve(*pixel_pairs, fpr_limit=fpr_limit), metrics["aupro"], fpr_limit
-        ),
-        "score_histogram": score_histogram_figure(
+        )
+    if len(scores):
+        figures["score_histogram"] = score_histogram_figure(
             scores, labels, thresholds.get("image"), metrics.get(OPTIMISTIC_THRESHOLD_KEY)
-        ),
-    }
+        )
     by_score = np.argsort(-scores, kind="stable")
     rankings = {
         # Anomalous: best = highest scored; normal: best = lowest scored.
@@ -108,6 +107,15 @@ def evaluation_set_figures(
                 groups, style, thresholds.get("pixel"), thresholds.get("image")
             )
     return figures
+
+
+def no_test_images_figure() -> Figure:
+    """Stands in for the reverse-process strip when the data has no test image."""
+    figure = Figure(figsize=(6, 1.5))
+    axes = figure.add_subplot()
+    axes.axis("off")
+    axes.text(0.5, 0.5, "No test images: nothing to show.", ha="center", va="center")
+    return figure
 
 
 def spread(count: int, wanted: int) -> list[int]:

@@ -98,8 +98,37 @@ def _metrics_table(dataset: str, category: str, metrics: Mapping[str, Any]) -> l
             continue
         reference = authors.get(name)
         theirs = "" if reference is None else f"{reference / 100:.3f}"
-        lines.append(f"| {name} | {metrics[name]:.4f} | {theirs} |")
+        value = metrics[name]
+        ours = (
+            f"not computed: {metrics.get('not_computed', {}).get(name, 'no data')}"
+            if value is None
+            else f"{value:.4f}"
+        )
+        lines.append(f"| {name} | {ours} | {theirs} |")
+    pixel_images = metrics.get("pixel_metrics_images")
+    if pixel_images is not None and metrics.get("pixel_auroc") is not None:
+        lines += [
+            "",
+            f"Image metrics over {metrics.get('image_metrics_images')} test images, pixel "
+            f"metrics over the {pixel_images} of them that have a mask (normal images included).",
+        ]
     return lines
+
+
+def _calibration_lines(calibration: Mapping[str, Any] | None) -> list[str]:
+    """How many good images the image threshold rests on, and the false-reject rate bound."""
+    if not calibration:
+        return []
+    source = {"holdout": "held-out normal training images", "good_dir": "good images given"}
+    return [
+        "",
+        f"The image threshold rests on {calibration['good_images']} "
+        f"{source.get(calibration['source'], calibration['source'])}; "
+        f"{calibration['at_or_above_threshold']} of them score at or above it (false-reject rate "
+        f"{calibration['false_reject_rate']:.3f}, 95 % upper bound "
+        f"{calibration['false_reject_rate_upper_95']:.3f}, Clopper–Pearson). More good images "
+        "tighten the bound: `kedro run --pipeline=calibrate` (see the README).",
+    ]
 
 
 def _summary_lines(summary: ThresholdSummary | None) -> list[str]:
@@ -146,6 +175,7 @@ def category_report(
         "above the threshold is called anomalous.",
         "",
         *_table(sorted(thresholds.items()), ("threshold", "value")),
+        *_calibration_lines(metrics.get("threshold_calibration")),
         *_summary_lines(test_summary),
         "",
     ]

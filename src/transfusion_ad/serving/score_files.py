@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from transfusion_ad.core.thresholds import override_thresholds
 from transfusion_ad.data import UnreadableImageError
-from transfusion_ad.data.images import is_image_file, load_image
+from transfusion_ad.data.images import list_image_files, load_image
 from transfusion_ad.reporting.overlays import HeatmapStyle, overlay
 
 EXIT_OK, EXIT_USAGE, EXIT_ANOMALOUS = 0, 2, 3
@@ -85,10 +85,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if is_image_file(p))
-            if not found:
-                raise FileNotFoundError(f"No image file in folder '{path}'.")
-            files += found
+            files += [path / name for name in list_image_files(path, "folder")]
         elif path.exists():
             files.append(path)
         else:

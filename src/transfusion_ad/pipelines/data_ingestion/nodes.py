@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -10,19 +11,51 @@ import numpy as np
 import pandas as pd
 import torch
 
-from transfusion_ad.core.resize import resize_masks
-from transfusion_ad.data import load_images, load_mask, validate_manifest
+from transfusion_ad.core.metrics import not_computable
+from transfusion_ad.core.resize import resize_mask, resize_masks
+from transfusion_ad.data import DataLayoutError, load_images, load_mask, validate_manifest
+from transfusion_ad.data.images import image_size
+from transfusion_ad.data.index import missing_masks
 
 logger = logging.getLogger(__name__)
 
 TRAIN, HOLDOUT, TEST = "train", "holdout", "test"
+DOWNSCALE_WARNING = 4.0  # warn when the images' shorter side is this many times image_size
 
 
 def validate_index(
     category_index: pd.DataFrame, data: dict[str, Any]
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Open every header; unreadable files stop the run or, with skip_unreadable, are dropped."""
-    return validate_manifest(category_index, skip_unreadable=data["skip_unreadable"])
+    """Open every header; unreadable files stop the run or, with skip_unreadable, are dropped.
+    Anomalous test images without a mask stop the run only with ``data.require_masks``; the
+    metrics this test set cannot support are named in one log line, before any training."""
+    manifest, skipped = validate_manifest(category_index, skip_unreadable=data["skip_unreadable"])
+    unmasked = missing_masks(manifest)
+    if unmasked and data["require_masks"]:
+        raise DataLayoutError(
+            f"{len(unmasked)} anomalous test image(s) have no mask (data.require_masks: true): "
+            f"{', '.join(unmasked)}. Add '<stem>_mask.png' or '<stem>.png' masks for them, move "
+            "defect-free ones to the good folder, or set data.require_masks: false."
+        )
+    test = manifest[manifest["split"] == "test"]
+    has_mask = (test["label"] == 0) | test["mask_path"].notna()
+    reasons = not_computable(test["label"].to_numpy(), has_mask.to_numpy())
+    if reasons:
+        by_reason: dict[str, list[str]] = {}
+        for metric, reason in reasons.items():
+            by_reason.setdefault(reason, []).append(metric)
+        logger.warning(
+            "This data cannot give %s; they will be null in metrics.json.",
+            "; ".join(f"{', '.join(names)} ({reason})" for reason, names in by_reason.items()),
+        )
+    if unmasked:
+        logger.info(
+            "%d anomalous test image(s) without a mask: pixel metrics use the other %d test "
+            "images.",
+            len(unmasked),
+            len(test) - len(unmasked),
+        )
+    return manifest, skipped
 
 
 def split_holdout(category_index: pd.DataFrame, data: dict[str, Any], seed: int) -> pd.DataFrame:
@@ -51,6 +84,14 @@ def _rows(manifest: pd.DataFrame, subset: str) -> pd.DataFrame:
 
 
 def _image_set(rows: pd.DataFrame, image_size: int, data: dict[str, Any], desc: str) -> dict:
+    if rows.empty:
+        return {
+            "images": torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8),
+            "paths": [],
+            "labels": torch.zeros(0, dtype=torch.long),
+            "mask_paths": [],
+            "skipped": [],
+        }
     loaded = load_images(
         rows["image_path"].tolist(),
         image_size,
@@ -69,8 +110,26 @@ def _image_set(rows: pd.DataFrame, image_size: int, data: dict[str, Any], desc: 
 
 
 def load_train_set(manifest: pd.DataFrame, image_size: int, data: dict[str, Any]) -> dict:
-    """Training images: {"images": (N, 3, S, S) uint8, "paths": [...], ...}."""
-    return _image_set(_rows(manifest, TRAIN), image_size, data, "train images")
+    """Training images: {"images": (N, 3, S, S) uint8, "paths": [...], ...}; one warning when
+    they are much larger than image_size (small defects vanish when downscaled)."""
+    rows = _rows(manifest, TRAIN)
+    _warn_if_downscaled(rows["image_path"].tolist(), image_size)
+    return _image_set(rows, image_size, data, "train images")
+
+
+def _warn_if_downscaled(paths: list[str], size: int) -> None:
+    sides = [min(image_size(path)) for path in paths[:: max(1, len(paths) // 20)]]
+    factor = float(np.median(sides)) / size if sides else 1.0
+    if factor >= DOWNSCALE_WARNING:
+        logger.warning(
+            "The images are about %.0fx larger than image_size %d (shorter side %d px): "
+            "defects smaller than %.0f px vanish. A larger image_size (a multiple of 32) keeps "
+            "them, at more compute.",
+            factor,
+            size,
+            int(np.median(sides)),
+            factor,
+        )
 
 
 def load_holdout_set(manifest: pd.DataFrame, image_size: int, data: dict[str, Any]) -> dict:
@@ -79,18 +138,52 @@ def load_holdout_set(manifest: pd.DataFrame, image_size: int, data: dict[str, An
 
 
 def load_test_set(manifest: pd.DataFrame, image_size: int, data: dict[str, Any]) -> dict:
-    """Test images plus "masks": (N, S, S) bool at model size (area resize, never dilated)."""
+    """Test images plus "masks": (N, S, S) bool at model size (area resize, never dilated) and
+    "has_mask": (N,) bool, False for anomalous images without a mask (their mask is empty and
+    left out of the pixel metrics). The set may be empty (good images only)."""
     test = _image_set(_rows(manifest, TEST), image_size, data, "test images")
     empty = np.zeros((image_size, image_size), bool)
-    masks = [empty if path is None else load_mask(path) for path in test["mask_paths"]]
-    test["masks"] = torch.from_numpy(resize_masks(masks, (image_size, image_size)))
+    native = [None if path is None else load_mask(path) for path in test["mask_paths"]]
+    resized = resize_masks([empty if m is None else m for m in native], (image_size, image_size))
+    test["masks"] = torch.from_numpy(resized.reshape(-1, image_size, image_size))
     labels = test["labels"]
-    if int(labels.sum()) == 0 or int((labels == 0).sum()) == 0:
-        raise ValueError(
-            f"The test set has {int(labels.sum())} anomalous and {int((labels == 0).sum())} "
-            "normal images; image AUROC needs both. Add test/good and test/<defect> images."
-        )
+    test["has_mask"] = torch.tensor(
+        [
+            label == 0 or path is not None
+            for label, path in zip(labels.tolist(), test["mask_paths"], strict=True)
+        ],
+        dtype=torch.bool,
+    )
+    _warn_about_vanished_defects(test["paths"], native, resized, image_size)
     return test
+
+
+def _warn_about_vanished_defects(
+    paths: list[str], native: list[np.ndarray | None], resized: np.ndarray, size: int
+) -> None:
+    """List the masks that are empty at image_size, each with the smallest multiple of 32 at
+    which its defect survives the resize."""
+    vanished = []
+    for path, mask, small in zip(paths, native, resized, strict=True):
+        if mask is None or small.any() or not mask.any():
+            continue
+        survives = next(
+            (
+                s
+                for s in range(size + 32, max(mask.shape) + 32, 32)
+                if resize_mask(mask, (s, s)).any()
+            ),
+            None,
+        )
+        vanished.append(f"{Path(path).name} ({survives or 'native'} px)")
+    if vanished:
+        logger.warning(
+            "%d defect mask(s) are empty at image_size %d, so those defects count for nothing in "
+            "the pixel metrics: %s. In brackets, the smallest image_size that keeps each one.",
+            len(vanished),
+            size,
+            ", ".join(vanished),
+        )
 
 
 def record_skipped_images(

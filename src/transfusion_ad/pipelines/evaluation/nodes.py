@@ -12,12 +12,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from transfusion_ad.core.bundle import save_bundle, with_thresholds
+from transfusion_ad.core.bundle import save_bundle
 from transfusion_ad.core.detector import Scoring, TransFusionDetector
 from transfusion_ad.core.identity import model_binding
-from transfusion_ad.core.metrics import compute_all
+from transfusion_ad.core.metrics import compute_available
 from transfusion_ad.core.resize import evaluation_pairs
-from transfusion_ad.core.thresholds import calibrate_thresholds
+from transfusion_ad.core.thresholds import calibrate_thresholds, calibration_record
 from transfusion_ad.data import load_mask
 from transfusion_ad.data.images import image_size
 from transfusion_ad.reporting import evaluation_figures
@@ -62,12 +62,10 @@ def calibrate(
     logger.info("Calibrated thresholds: %s", thresholds)
     thresholds["scoring"] = Scoring.from_params(inference, evaluation).to_dict()
     thresholds["model"] = model_binding(model_checkpoint)
+    thresholds["calibration"] = calibration_record(
+        holdout_maps["scores"].numpy(), thresholds["image"], "holdout"
+    )
     return thresholds
-
-
-def bundle_model(model_checkpoint: dict[str, Any], thresholds: dict[str, Any]) -> dict[str, Any]:
-    """The deployable model bundle: the trained model with the thresholds calibrated for it."""
-    return with_thresholds(model_checkpoint, thresholds)
 
 
 def _evaluation_arrays(
@@ -83,28 +81,41 @@ def _evaluation_arrays(
         else:
             width, height = image_size(path)
             native_masks.append(np.zeros((height, width), bool))
+    if not native_masks:
+        return anomaly_maps["maps"].numpy(), test_set["masks"].numpy()
     return evaluation_pairs(anomaly_maps["maps"].numpy(), native_masks, "native")
 
 
 def compute_metrics(
-    anomaly_maps: dict, test_set: dict, thresholds: dict[str, float], evaluation: dict
+    anomaly_maps: dict, test_set: dict, thresholds: dict[str, Any], evaluation: dict
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]]]:
-    """(metrics for metrics.json, the same for the versioned history, MLflow metrics)."""
+    """(metrics for metrics.json, the same for the versioned history, MLflow metrics).
+
+    A metric the test set cannot support is null, with its reason under ``not_computed``;
+    pixel metrics use the images with a mask (``pixel_metrics_images`` says how many)."""
     maps, masks = _evaluation_arrays(anomaly_maps, test_set, evaluation)
-    values = compute_all(
+    values, reasons, pixel_images = compute_available(
         anomaly_maps["scores"].numpy(),
         anomaly_maps["labels"].numpy(),
         maps,
         masks,
+        test_set["has_mask"].numpy(),
         fpr_limit=evaluation["fpr_limit"],
     )
-    metrics = {name: float(value) for name, value in values.items()}
-    metrics["thresholds"] = {k: v for k, v in thresholds.items() if k not in ("model", "scoring")}
+    metrics: dict[str, Any] = {
+        name: None if value is None else float(value) for name, value in values.items()
+    }
+    metrics["not_computed"] = reasons
+    metrics["image_metrics_images"] = len(anomaly_maps["scores"])
+    metrics["pixel_metrics_images"] = pixel_images
+    metrics["thresholds"] = {k: thresholds[k] for k in ("image", "pixel")}
+    metrics["threshold_calibration"] = thresholds.get("calibration")
     metrics["model"] = thresholds.get("model")
     metrics["evaluation_resolution"] = evaluation["resolution"]
     logger.info(
-        "Metrics: %s",
-        ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)),
+        "Metrics: %s%s",
+        ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)) or "none",
+        "".join(f"; {k} not computed ({v})" for k, v in reasons.items()),
     )
     for_mlflow = {
         name: {"value": float(value), "step": 0}
@@ -122,13 +133,15 @@ def make_figures(
     heatmap: dict[str, Any],
     figures: dict[str, Any],
 ) -> tuple[dict[str, Figure], list[str]]:
-    """(figures, their names): ROC and PRO curves, score histogram, best/worst test images."""
+    """(figures, their names): ROC and PRO curves, score histogram, best/worst test images;
+    the pixel curves over the images with a mask, as the pixel metrics."""
     maps, masks = _evaluation_arrays(anomaly_maps, test_set, evaluation)
+    with_mask = np.flatnonzero(test_set["has_mask"].numpy())
     made = evaluation_figures.evaluation_set_figures(
         anomaly_maps,
         test_set,
         metrics,
-        (maps, masks),
+        ([maps[i] for i in with_mask], [masks[i] for i in with_mask]),
         evaluation["fpr_limit"],
         HeatmapStyle.from_params(heatmap),
         figures["examples_per_group"],
@@ -145,7 +158,10 @@ def plot_reverse_process(
     figures: dict[str, Any],
     device: str,
 ) -> Figure:
-    """The paper's Figure 3 for the highest-scored anomalous test images."""
+    """The paper's Figure 3 for the highest-scored anomalous test images (a note when there is
+    no test image)."""
+    if len(test_set["images"]) == 0:
+        return evaluation_figures.no_test_images_figure()
     detector = TransFusionDetector.load(model_checkpoint, device, thresholds=thresholds)
     return evaluation_figures.reverse_process_strip(
         detector,

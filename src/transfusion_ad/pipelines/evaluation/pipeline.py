@@ -5,8 +5,8 @@ The reverse-process strip runs the model once more, on two test images, for its 
 
 from kedro.pipeline import Node, Pipeline
 
+from transfusion_ad.core.bundle import with_thresholds
 from transfusion_ad.pipelines.evaluation.nodes import (
-    bundle_model,
     calibrate,
     compute_metrics,
     fuse_anomaly_maps,
@@ -44,7 +44,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="calibrate_thresholds_on_holdout",
             ),
             Node(
-                bundle_model,
+                with_thresholds,
                 inputs=["model_checkpoint", "thresholds"],
                 outputs="model_bundle",
                 name="bundle_model_with_thresholds",

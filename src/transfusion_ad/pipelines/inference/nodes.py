@@ -27,10 +27,16 @@ def run_reverse_process(
     Refuses a model trained with another recipe than the parameters.
     """
     check_recipe(model_checkpoint, image_size, model)
+    images = image_set["images"]
+    if len(images) == 0:  # no test images (good images only): nothing to run
+        size = images.shape[-1]
+        return {
+            "mask": torch.zeros(0, 1, size, size),
+            "reconstruction": torch.zeros(0, 3, size, size),
+        }
     detector = TransFusionDetector.load(
         model_checkpoint, device, scoring=Scoring.from_params(inference, evaluation)
     )
-    images = image_set["images"]
     masks, reconstructions = [], []
     batch = inference["batch_size"]
     desc = f"inference ({len(images)} images)"

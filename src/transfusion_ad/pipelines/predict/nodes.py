@@ -20,7 +20,7 @@ from transfusion_ad.core.bundle import check_recipe
 from transfusion_ad.core.detector import Scoring, TransFusionDetector
 from transfusion_ad.core.thresholds import override_thresholds
 from transfusion_ad.data import UnreadableImageError
-from transfusion_ad.data.images import IMAGE_SUFFIXES, is_image_file
+from transfusion_ad.data.images import list_image_files
 from transfusion_ad.reporting.overlays import HeatmapStyle, render_mask, render_overlay
 
 logger = logging.getLogger(__name__)
@@ -34,21 +34,9 @@ def list_input_images(input_dir: str | None) -> dict[str, Any]:
             "No folder to score: give one with "
             "`kedro run --pipeline=predict --params input_dir=path/to/images`."
         )
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise ValueError(f"input_dir '{input_dir}' is not a folder (looked at '{root.resolve()}').")
-    files = sorted(
-        path.relative_to(root).as_posix()
-        for path in root.rglob("*")
-        if is_image_file(path) and not any(p.startswith(".") for p in path.relative_to(root).parts)
-    )
-    if not files:
-        raise ValueError(
-            f"No image in '{input_dir}' (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, any case, "
-            "in subfolders too)."
-        )
+    files = list_image_files(input_dir)
     logger.info("%d image(s) to score in '%s'.", len(files), input_dir)
-    return {"root": str(root), "files": files}
+    return {"root": str(input_dir), "files": files}
 
 
 def _check_thresholds(thresholds: dict[str, float]) -> None:
