@@ -58,13 +58,13 @@ def _step_losses(images: torch.Tensor, seed: int, epochs: int) -> list[float]:
     return history.step_losses
 
 
-def test_same_seed_same_device_gives_identical_twenty_step_losses(sample_root):
+def test_same_seed_same_device_gives_identical_ten_step_losses(sample_root):
     manifest = index_category(sample_root, "fryum")
-    paths = manifest.loc[manifest["split"] == "train", "image_path"].tolist()[:56]
+    paths = manifest.loc[manifest["split"] == "train", "image_path"].tolist()[:40]
     images = load_images(paths, SMALL_RECIPE["image_size"]).images
-    first = _step_losses(images, seed=11, epochs=3)[:20]
-    second = _step_losses(images, seed=11, epochs=3)[:20]
-    assert len(first) == 20
+    first = _step_losses(images, seed=11, epochs=2)  # 5 steps an epoch: a reshuffle between
+    second = _step_losses(images, seed=11, epochs=2)
+    assert len(first) == 10
     assert first == second
     other_seed = _step_losses(images, seed=12, epochs=1)
     assert other_seed != first[: len(other_seed)]

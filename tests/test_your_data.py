@@ -28,6 +28,7 @@ def _run(project: Path, data_root: Path, pipeline: str = "train_eval", **extra) 
         "data_root": str(data_root),
         "category": "part",
         "mlflow": {"log_model": False},
+        "training": {"epochs": 1, "progress": False},
         **extra,
     }
     with KedroSession.create(project_path=project, env="quick", runtime_params=params) as s:

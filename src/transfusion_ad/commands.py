@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from transfusion_ad.core.bundle import save_bundle
 from transfusion_ad.core.detector import TransFusionDetector
 from transfusion_ad.serving import score_files
 from transfusion_ad.serving.onnx_export import FORMATS, SPEC_FILE, export_model
@@ -102,7 +103,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(commands)
     _add_export(commands)
     _add_app(commands)
+    _add_import_authors(commands)
     return parser
+
+
+def _add_import_authors(commands: argparse._SubParsersAction) -> None:
+    imported = commands.add_parser(
+        "import-authors",
+        help="turn the authors' released weights ({category}_model.pkl) into a model bundle",
+        description=(
+            "Convert a state dict written by the authors' code (their released weights, RGB "
+            "mode) into a model bundle with their recipe and scoring: to --out, or as the "
+            "category's model in this project, which the evaluation and predict then use."
+        ),
+    )
+    imported.add_argument("--weights", type=Path, required=True, help="their {category}_model.pkl")
+    imported.add_argument("--dataset", choices=DATASETS, required=True)
+    imported.add_argument("--category", required=True)
+    imported.add_argument("--image-size", type=int, default=256, help="default 256 (the paper)")
+    imported.add_argument("--out", type=Path, help="bundle file to write (default: the project)")
+    imported.add_argument("--env", help="Kedro configuration environment, as kedro run --env")
+    imported.add_argument(
+        "--project-path", type=Path, default=Path.cwd(), help="the Kedro project (default: .)"
+    )
+
+
+def _import_authors(args: argparse.Namespace) -> int:
+    from kedro.io.core import generate_timestamp
+
+    from transfusion_ad.core.authors_weights import bundle_from_authors
+
+    bundle = bundle_from_authors(args.weights, args.image_size)
+    target = args.out
+    if target is None:
+        folder = score_files.catalog_path(
+            args.project_path, args.env, args.dataset, args.category, "model_checkpoint"
+        )
+        target = folder / generate_timestamp() / folder.name
+    save_bundle(bundle, target)
+    recipe = ", ".join(f"{key} {value}" for key, value in bundle["recipe"].items())
+    print(f"wrote {target} ({recipe})")
+    return EXIT_OK
 
 
 def _add_app(commands: argparse._SubParsersAction) -> None:
@@ -273,8 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. sweep: 0 when every category is done, 1 when some failed, 2 for bad input;
     predict: 0, 3 when any image is anomalous, 2 for bad input."""
     args = build_parser().parse_args(argv)
-    if args.command in ("predict", "export", "app"):
-        run = {"predict": _predict, "export": _export, "app": _app}[args.command]
+    runs = {"predict": _predict, "export": _export, "app": _app, "import-authors": _import_authors}
+    if args.command in runs:
+        run = runs[args.command]
         try:
             return run(args)
         except (ParameterError, SweepError, FileNotFoundError, ValueError) as error:

@@ -12,6 +12,8 @@ A bundle is a plain dict (tensors, numbers, strings, lists, dicts) so that
   model trained before run identities).
 - ``thresholds``: None until calibrated; then the calibration (``image``, ``pixel``, the
   ``scoring`` they were computed with and the ``model`` binding of core.identity).
+- ``scoring``: optional, the scoring a model is meant to be used with before any calibration
+  (an imported model of the authors carries theirs); None for a model trained here.
 - ``versions``: the transfusion_ad and torch versions that wrote it.
 - ``training_state``: only in resumable checkpoints: ``epoch``, optimiser, scheduler and RNG
   states and the loss history.
@@ -67,6 +69,7 @@ def make_bundle(
     identity: str | None = None,
     identity_recipe: Mapping[str, Any] | None = None,
     training_state: Mapping[str, Any] | None = None,
+    scoring: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The bundle of ``network`` (weights copied to the CPU), without thresholds."""
     return {
@@ -79,6 +82,7 @@ def make_bundle(
         "identity": identity,
         "identity_recipe": to_plain(dict(identity_recipe)) if identity_recipe else None,
         "thresholds": None,
+        "scoring": dict(scoring) if scoring is not None else None,
         "versions": current_versions(),
         "training_state": dict(training_state) if training_state is not None else None,
     }
@@ -148,7 +152,12 @@ def check_bundle(payload: Any, source: str) -> dict[str, Any]:
         raise BundleFormatError(
             f"{source} has a training state without {sorted(TRAINING_STATE_KEYS - set(state))}."
         )
-    for key, default in (("identity", None), ("identity_recipe", None), ("thresholds", None)):
+    for key, default in (
+        ("identity", None),
+        ("identity_recipe", None),
+        ("thresholds", None),
+        ("scoring", None),
+    ):
         payload.setdefault(key, default)
     payload.setdefault("training_state", None)
     payload.setdefault("versions", {})

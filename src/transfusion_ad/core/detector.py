@@ -131,18 +131,19 @@ class TransFusionDetector:
         thresholds: Mapping[str, Any] | None = None,
     ) -> TransFusionDetector:
         """From a bundle file or payload (core.bundle). The thresholds are the bundle's
-        calibration unless given, and the scoring is the one they were calibrated with unless
-        given; a bundle never calibrated needs ``scoring`` and gives no verdicts."""
+        calibration unless given. The scoring is, in this order: ``scoring``, the one the
+        thresholds were calibrated with, the bundle's own (an imported model's); a bundle with
+        none of them needs ``scoring``. Without thresholds there are no verdicts."""
         payload = load_bundle(bundle)
         calibration = thresholds if thresholds is not None else payload["thresholds"]
-        if scoring is None:
-            if calibration is None or "scoring" not in calibration:
-                raise ValueError(
-                    "This model bundle was never calibrated, so it records no scoring (mask "
-                    "divisor, fusion weight, box size): pass scoring=Scoring(...), or load the "
-                    "bundle that the evaluation pipeline wrote (model_bundle)."
-                )
-            scoring = Scoring.from_dict(calibration["scoring"])
+        recorded = (calibration or {}).get("scoring") or payload["scoring"]
+        if scoring is None and recorded is None:
+            raise ValueError(
+                "This model bundle was never calibrated, so it records no scoring (mask "
+                "divisor, fusion weight, box size): pass scoring=Scoring(...), or load the "
+                "bundle that the evaluation pipeline wrote (model_bundle)."
+            )
+        scoring = scoring or Scoring.from_dict(recorded)
         recipe = payload["recipe"]
         return cls(
             build_network(payload, resolve_device(device)),
