@@ -156,16 +156,10 @@ def _add_app(commands: argparse._SubParsersAction) -> None:
             "the last evaluation's best and worst images. Binds 127.0.0.1 unless --host."
         ),
     )
-    app.add_argument("--category", help="the category whose latest model is used")
-    app.add_argument("--dataset", choices=DATASETS, help="default: the env's default_dataset")
-    app.add_argument("--env", help="Kedro configuration environment, as kedro run --env")
-    app.add_argument("--bundle", type=Path, help="a model bundle file instead")
+    _add_model_source(app, "used")
     app.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     app.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    app.add_argument(
-        "--project-path", type=Path, default=Path.cwd(), help="the Kedro project (default: .)"
-    )
 
 
 def _app(args: argparse.Namespace) -> int:
@@ -197,13 +191,18 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
             "and thresholds. `transfusion-ad predict --onnx DIR` scores with it."
         ),
     )
-    export.add_argument("--category", help="the category whose latest model is exported")
-    export.add_argument("--dataset", choices=DATASETS, help="default: the env's default_dataset")
-    export.add_argument("--env", help="Kedro configuration environment, as kedro run --env")
-    export.add_argument("--bundle", type=Path, help="a model bundle file instead")
+    _add_model_source(export, "exported")
     export.add_argument("--format", choices=FORMATS, default="onnx")
     export.add_argument("--out", type=Path, required=True, help="folder to write into")
-    export.add_argument(
+
+
+def _add_model_source(parser: argparse.ArgumentParser, verb: str) -> None:
+    """--category/--dataset/--env/--project-path (the project's latest bundle) or --bundle."""
+    parser.add_argument("--category", help=f"the category whose latest model is {verb}")
+    parser.add_argument("--dataset", choices=DATASETS, help="default: the env's default_dataset")
+    parser.add_argument("--env", help="Kedro configuration environment, as kedro run --env")
+    parser.add_argument("--bundle", type=Path, help="a model bundle file instead")
+    parser.add_argument(
         "--project-path", type=Path, default=Path.cwd(), help="the Kedro project (default: .)"
     )
 
@@ -235,10 +234,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         ),
     )
     predict.add_argument("images", nargs="+", help="image files and folders of images")
-    predict.add_argument("--category", help="the category whose latest model is used")
-    predict.add_argument("--dataset", choices=DATASETS, help="default: the env's default_dataset")
-    predict.add_argument("--env", help="Kedro configuration environment, as kedro run --env")
-    predict.add_argument("--bundle", type=Path, help="a model bundle file instead")
+    _add_model_source(predict, "used")
     predict.add_argument("--onnx", type=Path, help="a folder written by transfusion-ad export")
     predict.add_argument("--csv", type=Path, help="write image,score,anomalous,error rows here")
     predict.add_argument("--overlays", type=Path, help="write a heat-map overlay per image here")
@@ -250,9 +246,6 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("--batch-size", type=int, default=8, help="images per network call")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    predict.add_argument(
-        "--project-path", type=Path, default=Path.cwd(), help="the Kedro project (default: .)"
-    )
 
 
 def _threshold_params(text: str | None, image: float | None) -> dict[str, float | None]:
