@@ -36,7 +36,7 @@ def _prepare_inputs(project: Path) -> None:
     params = {"mlflow_tracking_uri": tracking_uri(project)}
     for stage in ("data_ingestion", "anomaly_synthesis"):
         with KedroSession.create(project_path=project, env="tiny", runtime_params=params) as s:
-            s.run(pipeline_name=stage)
+            s.run(pipeline_names=[stage])
 
 
 def test_sigkill_mid_epoch_then_same_command_resumes(project_copy):

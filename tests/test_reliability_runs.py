@@ -30,7 +30,7 @@ def test_non_finite_loss_stops_naming_epoch_and_step_and_fails_the_mlflow_run(pr
         pytest.raises(NonFiniteLossError, match=r"epoch 1.*step \d+") as error,
         KedroSession.create(project_path=project_copy, env="tiny", runtime_params=params) as s,
     ):
-        s.run(pipeline_name="train_eval")
+        s.run(pipeline_names=["train_eval"])
     assert "nan" in str(error.value).lower() or "inf" in str(error.value).lower()
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("transfusion_ad")

@@ -115,7 +115,7 @@ def test_predict_refuses_a_model_with_thresholds_of_another_model(project_copy, 
     message = str(error.value)
     assert f"model.pt version {newer}" in message
     assert f"thresholds.json version {paired}" in message
-    assert "kedro run --pipeline=evaluation" in message
+    assert "kedro run --pipelines=evaluation" in message
 
     pinned = {"model_checkpoint": paired, "thresholds": paired}
     _run(project_copy, ["predict"], load_versions=pinned, input_dir=images)

@@ -1,4 +1,4 @@
-"""End to end: `kedro run --env quick --pipeline=train_eval` in a throw-away copy of the project,
+"""End to end: `kedro run --env quick --pipelines=train_eval` in a throw-away copy of the project,
 with MLflow tracking, versioned outputs and kedro-viz; and the errors a user sees first."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_quick_train_eval_end_to_end(project_copy):
     uri = tracking_uri(project_copy)
     params = {**TINY_RUNTIME, "mlflow_tracking_uri": uri}
     with KedroSession.create(project_path=project_copy, env="quick", runtime_params=params) as s:
-        s.run(pipeline_name="train_eval")
+        s.run(pipeline_names=["train_eval"])
 
     run_dir = project_copy / "data" / "08_reporting" / "visa" / "fryum"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -53,7 +53,7 @@ def test_missing_dataset_stops_at_once_with_data_layer_error(project_copy):
         KedroSession.create(project_path=project_copy, runtime_params=params) as session,
         pytest.raises(Exception, match="does not exist.*Download MVTec AD") as error,
     ):
-        session.run(pipeline_name="train_eval")
+        session.run(pipeline_names=["train_eval"])
     assert "mvtec_ad" in str(error.value)
     assert not (project_copy / "data" / "06_models").exists(), "no work before the error"
 
@@ -64,7 +64,7 @@ def test_bad_image_size_is_refused_before_any_work(project_copy):
         pytest.raises(ParameterError, match="'image_size' is 100 but must be a positive multiple"),
         KedroSession.create(project_path=project_copy, env="quick", runtime_params=params) as s,
     ):
-        s.run(pipeline_name="train_eval")
+        s.run(pipeline_names=["train_eval"])
     assert not (project_copy / "data" / "02_intermediate").exists()
 
 

@@ -109,7 +109,7 @@ def test_thresholds_of_another_model_are_refused_naming_both_versions():
     message = str(error.value)
     assert "model.pt version V2" in message and "thresholds.json version V1" in message
     assert "run identity aaa" in message and "run identity bbb" in message
-    assert "kedro run --pipeline=evaluation" in message and "--load-versions" in message
+    assert "kedro run --pipelines=evaluation" in message and "--load-versions" in message
 
 
 def test_thresholds_that_record_no_model_are_refused():

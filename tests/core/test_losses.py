@@ -134,10 +134,11 @@ def test_normal_head_follows_every_colour_channel_of_real_images(sample_root, on
     """30 steps of the normal loss at its defaults (x_t = x0) on 16 shipped fryum images at 64 px.
 
     With the authors' signed SSIM, seed 1 (the one used here) learns the green channel upside
-    down (correlation about −0.9): fryum's green values sit near the middle of the range, so local means near 0 change
-    sign and SSIM = l·cs rewards the inverted basin. L1 alone reaches >= 0.94 on every channel in
-    the same steps; 0.8 leaves room for other CPUs' kernels and fails on any inverted share of a
-    fifth of the windows or more (the issue's partial flip correlated −0.7).
+    down (correlation about −0.9): fryum's green values sit near the middle of the range, so
+    local means near 0 change sign and SSIM = l·cs rewards the inverted basin. L1 alone reaches
+    >= 0.94 on every channel in the same steps; 0.8 leaves room for other CPUs' kernels and fails
+    on any inverted share of a fifth of the windows or more (the issue's partial flip correlated
+    −0.7).
     """
     seed = 1
     torch.manual_seed(seed)

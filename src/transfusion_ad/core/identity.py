@@ -147,7 +147,7 @@ def check_model_binding(
         f"thresholds.json version {thresholds_version}" if thresholds_version else "the thresholds"
     )
     fix = (
-        "Calibrate thresholds for this model with `kedro run --pipeline=evaluation` (the same "
+        "Calibrate thresholds for this model with `kedro run --pipelines=evaluation` (the same "
         "--env and --params as its training), or pin the model and thresholds of one train_eval "
         "run with `--load-versions model_checkpoint:<version>,thresholds:<version>`."
     )

@@ -127,7 +127,7 @@ def _calibration_lines(calibration: Mapping[str, Any] | None) -> list[str]:
         f"{calibration['at_or_above_threshold']} of them score at or above it (false-reject rate "
         f"{calibration['false_reject_rate']:.3f}, 95 % upper bound "
         f"{calibration['false_reject_rate_upper_95']:.3f}, Clopper–Pearson). More good images "
-        "tighten the bound: `kedro run --pipeline=calibrate` (see the README).",
+        "tighten the bound: `kedro run --pipelines=calibrate` (see the README).",
     ]
 
 
@@ -196,7 +196,7 @@ def category_report(
         "## Score new images",
         "",
         "```bash",
-        "kedro run --pipeline=predict "
+        "kedro run --pipelines=predict "
         f"--params dataset={dataset},category={category},input_dir=path/to/images",
         "```",
         "",

@@ -68,7 +68,7 @@ def run_category(task: CategoryTask) -> CategoryResult:
                 tags={SWEEP_TAG: task.sweep_id},
             ) as run:
                 run_id = run.info.run_id
-                session.run(pipeline_name=PIPELINE)
+                session.run(pipeline_names=[PIPELINE])
             metrics = context.catalog.load(METRICS_DATASET)
     except Exception as error:
         logger.error("Category '%s' failed:\n%s", task.category, traceback.format_exc())

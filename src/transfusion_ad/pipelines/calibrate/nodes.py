@@ -33,7 +33,7 @@ def score_good_images(
     exactly as the evaluation scores (the same decoding, reverse process and fusion)."""
     if not good_dir:
         raise ValueError(
-            "No folder of good images: give one with `kedro run --pipeline=calibrate "
+            "No folder of good images: give one with `kedro run --pipelines=calibrate "
             "--params category=<C>,good_dir=path/to/good,false_reject_rate=0.01`."
         )
     check_recipe(model_checkpoint, image_size, model)

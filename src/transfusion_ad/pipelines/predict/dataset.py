@@ -83,7 +83,7 @@ class PredictionsDataset(AbstractVersionedDataset[dict, dict]):
         root = Path(self._get_load_path())
         if not (root / SCORES_FILE).is_file():
             raise DatasetError(
-                f"No predictions at '{root}': run `kedro run --pipeline=predict "
+                f"No predictions at '{root}': run `kedro run --pipelines=predict "
                 "--params input_dir=<folder>` first."
             )
         # Only an empty score (an unreadable image) is missing; names stay text, whatever they are.

@@ -32,7 +32,7 @@ def list_input_images(input_dir: str | None) -> dict[str, Any]:
     if not input_dir:
         raise ValueError(
             "No folder to score: give one with "
-            "`kedro run --pipeline=predict --params input_dir=path/to/images`."
+            "`kedro run --pipelines=predict --params input_dir=path/to/images`."
         )
     files = list_image_files(input_dir)
     logger.info("%d image(s) to score in '%s'.", len(files), input_dir)

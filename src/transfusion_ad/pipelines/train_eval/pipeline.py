@@ -1,7 +1,7 @@
 """train_eval = data_ingestion + anomaly_synthesis + training + inference + evaluation.
 
 A folder of its own so that Kedro, which only discovers the pipelines named on the command
-line, finds it for `kedro run --pipeline=train_eval`.
+line, finds it for `kedro run --pipelines=train_eval`.
 """
 
 from kedro.pipeline import Pipeline
