@@ -10,21 +10,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
 
+from transfusion_ad.core.resize import upsample_map
 from transfusion_ad.data.images import load_image, to_rgb_array
 from transfusion_ad.serving.onnx_export import SPEC_FILE
 
 
 @dataclass
 class OnnxOutput:
-    """scores (N,), maps at each input's own size, model_maps (N, S, S)."""
+    """scores (N,), maps at each input's own size, model_maps (N, S, S), anomalous (N,) bool
+    at the image threshold."""
 
     scores: np.ndarray
     maps: list[np.ndarray]
     model_maps: np.ndarray
+    anomalous: np.ndarray
 
 
 def _box(maps: np.ndarray, size: int) -> np.ndarray:
@@ -117,8 +119,6 @@ class OnnxDetector:
             weight, box = float(fusion["weight"]), int(fusion["box_size"])
             maps.append(weight * _box(mask[:, 0], box) + (1 - weight) * _box(error, box))
         model_maps = np.concatenate(maps).astype(np.float32)
-        full = [
-            cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
-            for m, (h, w) in zip(model_maps, sizes, strict=True)
-        ]
-        return OnnxOutput(model_maps.reshape(len(model_maps), -1).max(axis=1), full, model_maps)
+        full = [upsample_map(m, size) for m, size in zip(model_maps, sizes, strict=True)]
+        scores = model_maps.reshape(len(model_maps), -1).max(axis=1)
+        return OnnxOutput(scores, full, model_maps, scores >= float(self.thresholds["image"]))

@@ -99,7 +99,6 @@ def score_files(
     """Score ``files`` ``batch_size`` at a time; a progress bar only on a terminal
     (``progress=None``)."""
     results: list[Scored] = []
-    thresholds = scorer.thresholds or {}
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=progress, file=sys.stderr)
     with bar:
         for start in range(0, len(files), batch_size):
@@ -113,8 +112,8 @@ def score_files(
             if pictures:
                 output = scorer(pictures, batch_size=batch_size)
                 for index, path in enumerate(readable):
+                    flagged = None if output.anomalous is None else bool(output.anomalous[index])
                     score = float(output.scores[index])
-                    flagged = score >= thresholds["image"] if "image" in thresholds else None
                     results.append(Scored(str(path), score, flagged, output.maps[index]))
             bar.update(len(files[start : start + batch_size]))
     order = {str(path): index for index, path in enumerate(files)}

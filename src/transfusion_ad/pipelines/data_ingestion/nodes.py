@@ -38,8 +38,8 @@ def validate_index(
             "defect-free ones to the good folder, or set data.require_masks: false."
         )
     test = manifest[manifest["split"] == "test"]
-    has_mask = (test["label"] == 0) | test["mask_path"].notna()
-    reasons = not_computable(test["label"].to_numpy(), has_mask.to_numpy())
+    labels = test["label"].tolist()
+    reasons = not_computable(labels, has_masks(labels, test["mask_path"].tolist()))
     if reasons:
         by_reason: dict[str, list[str]] = {}
         for metric, reason in reasons.items():
@@ -148,14 +148,17 @@ def load_test_set(manifest: pd.DataFrame, image_size: int, data: dict[str, Any])
     test["masks"] = torch.from_numpy(resized.reshape(-1, image_size, image_size))
     labels = test["labels"]
     test["has_mask"] = torch.tensor(
-        [
-            label == 0 or path is not None
-            for label, path in zip(labels.tolist(), test["mask_paths"], strict=True)
-        ],
-        dtype=torch.bool,
+        has_masks(labels.tolist(), test["mask_paths"]), dtype=torch.bool
     )
     _warn_about_vanished_defects(test["paths"], native, resized, image_size)
     return test
+
+
+def has_masks(labels: list[int], mask_paths: list) -> list[bool]:
+    """Per test image: whether its mask is known (normal images: empty; anomalous: a file)."""
+    return [
+        label == 0 or isinstance(path, str) for label, path in zip(labels, mask_paths, strict=True)
+    ]
 
 
 def _warn_about_vanished_defects(
