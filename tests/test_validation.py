@@ -26,6 +26,7 @@ GOOD = {
     "losses": {"normal_ssim_range": "unit"},
     "data": {"holdout_fraction": 0.1},
     "synthesis": {"foreground": {"mode": "estimate"}},
+    "protocol": "paper",
 }
 
 
@@ -64,6 +65,7 @@ def test_paper_recipe_is_valid():
         ("synthesis.foreground.mode", "sam", "estimate, folder, none"),
         ("training.lr", 0, "> 0"),
         ("losses.normal_ssim_range", "0-1", "unit, signed"),
+        ("protocol", "authors", "default, paper"),
     ],
 )
 def test_each_rule_names_key_value_and_rule(key, value, rule):

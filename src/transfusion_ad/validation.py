@@ -12,6 +12,7 @@ import yaml
 
 from transfusion_ad.core.identity import flatten
 from transfusion_ad.core.losses import SSIM_RANGES
+from transfusion_ad.core.protocol import PROTOCOLS
 from transfusion_ad.core.training_folder import LOCK_MODES, RESUME_MODES
 
 DATASETS = ("mvtec_ad", "visa", "folder")
@@ -95,6 +96,11 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
         "evaluation.pixel_threshold_quantile",
         lambda v: _is_number(v) and 0 <= v <= 1,
         "a number in [0, 1]",
+    ),
+    (
+        "protocol",
+        lambda v: v in PROTOCOLS,
+        f"one of {', '.join(PROTOCOLS)} (README, 'The authors' protocol')",
     ),
     ("data.holdout_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     ("data.require_masks", lambda v: isinstance(v, bool), "true or false"),

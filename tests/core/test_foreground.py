@@ -14,6 +14,7 @@ from transfusion_ad.core.foreground import (
     dilate_mask,
     estimate_foreground,
     foreground_masks,
+    mask_folder,
 )
 
 FRYUM = Path(__file__).resolve().parents[3] / "shared" / "data" / "visa_fryum" / "fryum"
@@ -123,6 +124,23 @@ def test_folder_mode_matches_masks_by_stem(tmp_path):
     assert masks.shape == (2, 40, 40)
     assert masks[1][:, :12].all() and not masks[1][:, 13:].any()  # 10 columns + 2 of dilation
     assert masks[0][:, 8:].all() and not masks[0][:, :7].any()
+
+
+def test_the_authors_release_tree_is_read_as_shipped(tmp_path):
+    # <root>/visa_masks/<category>/train/good/<stem>.JPG, matched by stem, not by position.
+    image, _ = object_image(height=40, width=40)
+    good = tmp_path / "visa_masks" / "fryum" / "train" / "good"
+    good.mkdir(parents=True)
+    top = np.zeros((40, 40), dtype=np.uint8)
+    top[:10] = 255
+    cv2.imwrite(str(good / "0001.JPG"), top)
+    cv2.imwrite(str(good / "0000.JPG"), 255 - top)
+    folder = mask_folder(tmp_path, "visa", "fryum")
+    assert folder == good
+    assert mask_folder(tmp_path, "mvtec_ad", "fryum") == tmp_path  # no such tree: the folder
+    masks = foreground_masks([image, image], mode="folder", stems=["0001", "0000"], folder=folder)
+    assert masks[0][:12].all() and not masks[0][13:].any()  # JPEG ringing stays under half
+    assert masks[1][8:].all() and not masks[1][:7].any()
 
 
 def test_folder_mode_names_the_missing_stem_and_folder(tmp_path):

@@ -86,3 +86,16 @@ def staged_catalog(tiny_parameters, sample_root, project_root) -> DataCatalog:
     for stage in ("data_ingestion", "anomaly_synthesis", "training", "inference", "evaluation"):
         SequentialRunner().run(pipelines[stage], catalog)
     return catalog
+
+
+@pytest.fixture(scope="session")
+def paper_catalog(project_root, sample_root, tmp_path_factory) -> DataCatalog:
+    """train_eval under the paper protocol (``--params protocol=paper``), tiny recipe."""
+    checkpoints = tmp_path_factory.mktemp("paper_checkpoints")
+    overrides = _nest({**TINY, "training.checkpoint_dir": str(checkpoints), "protocol": "paper"})
+    parameters = load_parameters(project_root, overrides)
+    bootstrap_project(project_root)
+    pipeline = register_pipelines()["train_eval"]
+    catalog = _catalog(parameters, sample_root, pipeline.all_outputs())
+    SequentialRunner().run(pipeline, catalog)
+    return catalog

@@ -56,6 +56,7 @@ def _run(root: Path, data: dict) -> DataCatalog:
     catalog["params:data"] = data
     catalog["params:seed"] = 3
     catalog["params:image_size"] = 32
+    catalog["params:protocol"] = "default"
     SequentialRunner().run(pipeline, catalog)
     return catalog
 

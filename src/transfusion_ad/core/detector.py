@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from transfusion_ad.core.bundle import build_network, load_bundle
 from transfusion_ad.core.device import resolve_device
 from transfusion_ad.core.fusion import fuse_masks, image_scores, reconstruction_error
+from transfusion_ad.core.protocol import warn_if_test_calibrated
 from transfusion_ad.core.resize import upsample_map
 from transfusion_ad.core.sampler import MASK_DIVISORS, SamplerOutput, StepRecord, reverse_process
 from transfusion_ad.core.schedule import TransparencySchedule
@@ -133,9 +134,13 @@ class TransFusionDetector:
         """From a bundle file or payload (core.bundle). The thresholds are the bundle's
         calibration unless given. The scoring is, in this order: ``scoring``, the one the
         thresholds were calibrated with, the bundle's own (an imported model's); a bundle with
-        none of them needs ``scoring``. Without thresholds there are no verdicts."""
+        none of them needs ``scoring``. Without thresholds there are no verdicts; the bundle's
+        own, when calibrated on test images (the paper protocol), come with a warning."""
         payload = load_bundle(bundle)
         calibration = thresholds if thresholds is not None else payload["thresholds"]
+        if thresholds is None:
+            where = "this model bundle" if isinstance(bundle, Mapping) else f"'{bundle}'"
+            warn_if_test_calibrated(calibration, where)
         recorded = (calibration or {}).get("scoring") or payload["scoring"]
         if scoring is None and recorded is None:
             raise ValueError(

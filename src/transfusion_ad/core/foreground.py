@@ -5,7 +5,8 @@ that with a classical estimator that needs only OpenCV: a colour model of the ba
 from the image border, a distance threshold chosen by Otsu, morphology, the largest connected
 parts, and the complement of the border-connected background (so enclosed holes count as object,
 as with the corner-prompted SAM background). Users can instead supply a folder of masks matched by
-file stem. Every mask is then dilated once with a 5×5 kernel, as the authors do when loading.
+file stem, the authors' released SAM masks included, as they ship them. Every mask is then
+dilated once with a 5×5 kernel, as the authors do when loading.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ _BORDER_TRIM = 0.8  # fraction of border pixels (closest to the median) that fit
 _COMPONENT_FRACTION = 0.1  # keep components at least this fraction of the largest one
 _MIN_COVER, _MAX_COVER = 0.01, 0.99  # outside this range an estimate is degenerate
 _MODES = ("estimate", "folder", "none")
+# File names a mask may have, for an image of stem s: s.png, s_mask.png, or the authors' s.JPG.
+_MASK_SUFFIXES = (".png", "_mask.png", ".PNG", ".JPG", ".jpg")
+# The authors' release tree: <root>/<name>_masks/<category>/train/good/ (spec §1.4).
+AUTHORS_MASK_DATASETS = {"mvtec_ad": "mvtec", "visa": "visa"}
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
@@ -153,13 +158,28 @@ def _target_size(
     return shapes.pop()
 
 
+def mask_folder(folder: str | Path, dataset: str | None, category: str | None) -> Path:
+    """The folder holding one category's masks: ``folder`` itself, or, when ``folder`` is the
+    root of the authors' release (``<root>/visa_masks/fryum/train/good/``) or of a tree per
+    category (``<root>/fryum/train/good/``), the category's folder inside it."""
+    root = Path(folder)
+    candidates = []
+    if category:
+        if dataset in AUTHORS_MASK_DATASETS:
+            name = AUTHORS_MASK_DATASETS[dataset]
+            candidates.append(root / f"{name}_masks" / category / "train" / "good")
+        candidates.append(root / category / "train" / "good")
+    return next((path for path in candidates if path.is_dir()), root)
+
+
 def _find_mask_file(folder: Path, stem: str) -> Path:
-    for name in (f"{stem}.png", f"{stem}_mask.png"):
-        if (folder / name).is_file():
-            return folder / name
+    for suffix in _MASK_SUFFIXES:
+        if (folder / f"{stem}{suffix}").is_file():
+            return folder / f"{stem}{suffix}"
     raise FileNotFoundError(
-        f"no foreground mask for image '{stem}' in {folder}: expected {stem}.png or "
-        f"{stem}_mask.png (one mask per image, matched by file name)"
+        f"no foreground mask for image '{stem}' in {folder}: expected one of "
+        f"{', '.join(stem + suffix for suffix in _MASK_SUFFIXES)} (one mask per image, matched "
+        "by file name)"
     )
 
 
@@ -182,7 +202,8 @@ def foreground_masks(
     """Dilated foreground masks for a list of images: bool (N, h, w).
 
     images: RGB uint8 (H, W, 3) each. mode "estimate" runs ``estimate_foreground``; "folder"
-    reads ``<folder>/<stem>.png`` or ``<folder>/<stem>_mask.png`` for each of ``stems``; "none"
+    reads ``<folder>/<stem>.png``, ``<stem>_mask.png`` or ``<stem>.JPG`` for each of ``stems``
+    (see ``mask_folder`` for the authors' release tree); "none"
     gives all ones (texture categories). size: an int (square) or (h, w); by default the size
     of the images, which must then agree. Masks are resized to ``size`` and then dilated 5×5.
     """

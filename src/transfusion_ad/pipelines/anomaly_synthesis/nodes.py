@@ -11,7 +11,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from transfusion_ad.core.foreground import foreground_masks
+from transfusion_ad.core.foreground import foreground_masks, mask_folder
+from transfusion_ad.core.protocol import PAPER, Protocol
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import AnomalySynthesizer, SynthesisConfig
 from transfusion_ad.data import load_images, to_model_range
@@ -25,15 +26,21 @@ _FOREGROUND_MIN_SIDE = 256
 
 
 def estimate_foreground(
-    train_set: dict, category: str, synthesis: dict[str, Any], image_size: int
+    train_set: dict,
+    category: str,
+    synthesis: dict[str, Any],
+    image_size: int,
+    dataset: str | None = None,
 ) -> Tensor:
-    """Foreground masks (N, 1, S, S) bool for the training images (all ones for textures)."""
+    """Foreground masks (N, 1, S, S) bool for the training images (all ones for textures); a
+    mask folder may be the root of the authors' release (core.foreground.mask_folder)."""
     settings = synthesis["foreground"]
     mode = settings["mode"]
     if category in settings["texture_categories"] and mode == "estimate":
         logger.info("'%s' is a texture category: no foreground restriction.", category)
         mode = "none"
     paths = train_set["paths"]
+    folder = settings.get("folder") if mode == "folder" else None
     images: list[np.ndarray] = []
     if mode == "estimate":
         side = max(image_size, _FOREGROUND_MIN_SIDE)
@@ -45,7 +52,7 @@ def estimate_foreground(
         images,
         mode=mode,
         stems=[Path(p).stem for p in paths],
-        folder=settings.get("folder"),
+        folder=folder if folder is None else mask_folder(folder, dataset, category),
         size=image_size,
     )
     coverage = float(masks.mean())
@@ -57,10 +64,22 @@ def _texture_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if is_image_file(p))
 
 
-def build_texture_bank(synthesis: dict[str, Any], image_size: int, seed: int) -> Tensor:
-    """Anomaly-source textures (K, 3, S, S) uint8 from DTD, or the shipped 10 when DTD is absent."""
+def build_texture_bank(
+    synthesis: dict[str, Any], image_size: int, seed: int, protocol: str = "default"
+) -> Tensor:
+    """Anomaly-source textures (K, 3, S, S) uint8 from DTD. Without DTD, the small CPU recipes
+    use the 10 shipped textures (with a warning); 256 px recipes and the paper protocol stop,
+    since the paper's anomalies need DTD's variety."""
     folder = Path(synthesis["texture_dir"])
     files = _texture_files(folder) if folder.is_dir() else []
+    if not files and Protocol.named(protocol).requires_dtd(image_size):
+        raise FileNotFoundError(
+            f"No textures in synthesis.texture_dir '{folder}': the recipe at {image_size} px"
+            f"{' with protocol paper' if protocol == PAPER else ''} needs DTD (the Describable "
+            "Textures Dataset, 47 class folders). Download it once and set synthesis.texture_dir "
+            "to its images/ folder, e.g. --params synthesis.texture_dir=/data/dtd/images. The "
+            "10 shipped textures are a fallback for the small recipes (image_size < 256) only."
+        )
     if not files:
         fallback = Path(synthesis["fallback_texture_dir"])
         logger.warning(

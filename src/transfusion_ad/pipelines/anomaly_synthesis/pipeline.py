@@ -14,13 +14,19 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 estimate_foreground,
-                inputs=["train_set", "params:category", "params:synthesis", "params:image_size"],
+                inputs=[
+                    "train_set",
+                    "params:category",
+                    "params:synthesis",
+                    "params:image_size",
+                    "params:dataset",
+                ],
                 outputs="foreground_masks",
                 name="estimate_foreground_masks",
             ),
             Node(
                 build_texture_bank,
-                inputs=["params:synthesis", "params:image_size", "params:seed"],
+                inputs=["params:synthesis", "params:image_size", "params:seed", "params:protocol"],
                 outputs="texture_bank",
                 name="build_texture_bank",
             ),

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from transfusion_ad.core.metrics import not_computable
+from transfusion_ad.core.protocol import Protocol
 from transfusion_ad.core.resize import resize_mask, resize_masks
 from transfusion_ad.data import DataLayoutError, load_images, load_mask, validate_manifest
 from transfusion_ad.data.images import image_size
@@ -58,14 +59,24 @@ def validate_index(
     return manifest, skipped
 
 
-def split_holdout(category_index: pd.DataFrame, data: dict[str, Any], seed: int) -> pd.DataFrame:
+def split_holdout(
+    category_index: pd.DataFrame, data: dict[str, Any], seed: int, protocol: str = "default"
+) -> pd.DataFrame:
     """Add a ``subset`` column: train, holdout (normal train images for thresholds) or test.
 
-    The held-out images are a seeded random choice, so the same seed gives the same split.
+    The held-out images are a seeded random choice, so the same seed gives the same split. The
+    paper protocol holds nothing out: it trains on all of train/good, as the authors do.
     """
     manifest = category_index.copy()
     manifest["subset"] = np.where(manifest["split"] == "train", TRAIN, TEST)
     train_rows = np.flatnonzero(manifest["subset"].to_numpy() == TRAIN)
+    if not Protocol.named(protocol).holdout:
+        logger.info(
+            "Protocol paper: training on all %d train/good images; the thresholds will come "
+            "from the test set's good images.",
+            len(train_rows),
+        )
+        return manifest
     count = max(int(round(len(train_rows) * data["holdout_fraction"])), data["holdout_min"])
     if count >= len(train_rows) - 1:
         raise ValueError(
@@ -137,20 +148,26 @@ def load_holdout_set(manifest: pd.DataFrame, image_size: int, data: dict[str, An
     return _image_set(_rows(manifest, HOLDOUT), image_size, data, "holdout images")
 
 
-def load_test_set(manifest: pd.DataFrame, image_size: int, data: dict[str, Any]) -> dict:
-    """Test images plus "masks": (N, S, S) bool at model size (area resize, never dilated) and
-    "has_mask": (N,) bool, False for anomalous images without a mask (their mask is empty and
-    left out of the pixel metrics). The set may be empty (good images only)."""
+def load_test_set(
+    manifest: pd.DataFrame, image_size: int, data: dict[str, Any], protocol: str = "default"
+) -> dict:
+    """Test images plus "masks": (N, S, S) bool at model size and "has_mask": (N,) bool, False
+    for anomalous images without a mask (their mask is empty and left out of the pixel metrics).
+    Masks are resized by area coverage (never dilated), or as the authors do under the paper
+    protocol. The set may be empty (good images only)."""
     test = _image_set(_rows(manifest, TEST), image_size, data, "test images")
     empty = np.zeros((image_size, image_size), bool)
     native = [None if path is None else load_mask(path) for path in test["mask_paths"]]
-    resized = resize_masks([empty if m is None else m for m in native], (image_size, image_size))
+    method = Protocol.named(protocol).mask_resize
+    resized = resize_masks(
+        [empty if m is None else m for m in native], (image_size, image_size), method
+    )
     test["masks"] = torch.from_numpy(resized.reshape(-1, image_size, image_size))
     labels = test["labels"]
     test["has_mask"] = torch.tensor(
         has_masks(labels.tolist(), test["mask_paths"]), dtype=torch.bool
     )
-    _warn_about_vanished_defects(test["paths"], native, resized, image_size)
+    _warn_about_vanished_defects(test["paths"], native, resized, image_size, method)
     return test
 
 
@@ -162,7 +179,11 @@ def has_masks(labels: list[int], mask_paths: list) -> list[bool]:
 
 
 def _warn_about_vanished_defects(
-    paths: list[str], native: list[np.ndarray | None], resized: np.ndarray, size: int
+    paths: list[str],
+    native: list[np.ndarray | None],
+    resized: np.ndarray,
+    size: int,
+    method: str,
 ) -> None:
     """List the masks that are empty at image_size, each with the smallest multiple of 32 at
     which its defect survives the resize."""
@@ -174,7 +195,7 @@ def _warn_about_vanished_defects(
             (
                 s
                 for s in range(size + 32, max(mask.shape) + 32, 32)
-                if resize_mask(mask, (s, s)).any()
+                if resize_mask(mask, (s, s), method).any()
             ),
             None,
         )

@@ -23,7 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 split_holdout,
-                inputs=["validated_index", "params:data", "params:seed"],
+                inputs=["validated_index", "params:data", "params:seed", "params:protocol"],
                 outputs="manifest",
                 name="split_holdout_normals",
             ),
@@ -41,7 +41,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 load_test_set,
-                inputs=["manifest", "params:image_size", "params:data"],
+                inputs=["manifest", "params:image_size", "params:data", "params:protocol"],
                 outputs="test_set",
                 name="load_test_images_and_masks",
             ),

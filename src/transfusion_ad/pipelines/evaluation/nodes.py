@@ -16,6 +16,7 @@ from transfusion_ad.core.bundle import save_bundle
 from transfusion_ad.core.detector import Scoring, TransFusionDetector
 from transfusion_ad.core.identity import model_binding
 from transfusion_ad.core.metrics import compute_available
+from transfusion_ad.core.protocol import TEST_GOOD, Protocol, thresholds_from_test_set
 from transfusion_ad.core.resize import evaluation_pairs
 from transfusion_ad.core.thresholds import calibrate_thresholds, calibration_record
 from transfusion_ad.data import load_mask
@@ -48,14 +49,38 @@ def fuse_anomaly_maps(
 
 
 def calibrate(
-    holdout_maps: dict, model_checkpoint: dict, inference: dict, evaluation: dict
+    holdout_maps: dict,
+    model_checkpoint: dict,
+    inference: dict,
+    evaluation: dict,
+    anomaly_maps: dict | None = None,
+    protocol: str = "default",
 ) -> dict[str, Any]:
-    """Image and pixel thresholds from held-out normal training images only, bound to the model
-    whose maps they come from and to the scoring that made the maps:
-    {"image", "pixel", "scoring": {...}, "model": {"weights_digest", "identity"}}."""
+    """Image and pixel thresholds from normal images, bound to the model whose maps they come
+    from and to the scoring that made the maps:
+    {"image", "pixel", "scoring": {...}, "model": {...}, "calibration": {"source", ...}}.
+
+    The default protocol calibrates on held-out normal training images only. The paper protocol
+    trains on all of them, so it calibrates on the test set's good images and says so in
+    ``calibration.source`` ("test_good"), which predict warns about."""
+    normal = holdout_maps
+    source = Protocol.named(protocol).threshold_source
+    if source == TEST_GOOD:
+        good = (anomaly_maps["labels"] == 0).numpy()
+        if not good.any():
+            raise ValueError(
+                "protocol paper calibrates the thresholds on the test set's good images, but "
+                "this test set has none: add good test images, or use protocol: default."
+            )
+        normal = {"scores": anomaly_maps["scores"][good], "maps": anomaly_maps["maps"][good]}
+        logger.warning(
+            "Protocol paper: the thresholds are calibrated on the %d good test images, so the "
+            "threshold-based figures below are not independent of the test set.",
+            int(good.sum()),
+        )
     thresholds: dict[str, Any] = calibrate_thresholds(
-        holdout_maps["scores"].numpy(),
-        holdout_maps["maps"].numpy(),
+        normal["scores"].numpy(),
+        normal["maps"].numpy(),
         quantile=evaluation["threshold_quantile"],
         pixel_quantile=evaluation["pixel_threshold_quantile"],
     )
@@ -63,7 +88,7 @@ def calibrate(
     thresholds["scoring"] = Scoring.from_params(inference, evaluation).to_dict()
     thresholds["model"] = model_binding(model_checkpoint)
     thresholds["calibration"] = calibration_record(
-        holdout_maps["scores"].numpy(), thresholds["image"], "holdout"
+        normal["scores"].numpy(), thresholds["image"], source
     )
     return thresholds
 
@@ -87,12 +112,17 @@ def _evaluation_arrays(
 
 
 def compute_metrics(
-    anomaly_maps: dict, test_set: dict, thresholds: dict[str, Any], evaluation: dict
+    anomaly_maps: dict,
+    test_set: dict,
+    thresholds: dict[str, Any],
+    evaluation: dict,
+    protocol: str = "default",
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]]]:
     """(metrics for metrics.json, the same for the versioned history, MLflow metrics).
 
     A metric the test set cannot support is null, with its reason under ``not_computed``;
-    pixel metrics use the images with a mask (``pixel_metrics_images`` says how many)."""
+    pixel metrics use the images with a mask (``pixel_metrics_images`` says how many).
+    ``protocol`` and ``thresholds_from_test_set`` say how the numbers were made."""
     maps, masks = _evaluation_arrays(anomaly_maps, test_set, evaluation)
     values, reasons, pixel_images = compute_available(
         anomaly_maps["scores"].numpy(),
@@ -112,6 +142,8 @@ def compute_metrics(
     metrics["threshold_calibration"] = thresholds.get("calibration")
     metrics["model"] = thresholds.get("model")
     metrics["evaluation_resolution"] = evaluation["resolution"]
+    metrics["protocol"] = protocol
+    metrics["thresholds_from_test_set"] = thresholds_from_test_set(thresholds)
     logger.info(
         "Metrics: %s%s",
         ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)) or "none",

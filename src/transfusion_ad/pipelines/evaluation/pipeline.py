@@ -1,4 +1,5 @@
-"""evaluation: outputs -> fused maps -> thresholds (holdout) -> metrics, figures, report.
+"""evaluation: outputs -> fused maps -> thresholds (holdout; the paper protocol: test good images)
+-> metrics, figures, report.
 
 The reverse-process strip runs the model once more, on two test images, for its step records.
 """
@@ -39,6 +40,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "model_checkpoint",
                     "params:inference",
                     "params:evaluation",
+                    "anomaly_maps",
+                    "params:protocol",
                 ],
                 outputs="thresholds",
                 name="calibrate_thresholds_on_holdout",
@@ -63,7 +66,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 compute_metrics,
-                inputs=["anomaly_maps", "test_set", "thresholds", "params:evaluation"],
+                inputs=[
+                    "anomaly_maps",
+                    "test_set",
+                    "thresholds",
+                    "params:evaluation",
+                    "params:protocol",
+                ],
                 outputs=["metrics", "metrics_history", "mlflow_metrics"],
                 name="compute_test_metrics",
             ),

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from transfusion_ad.core.bundle import check_recipe
 from transfusion_ad.core.detector import Scoring, TransFusionDetector
+from transfusion_ad.core.protocol import warn_if_test_calibrated
 from transfusion_ad.core.thresholds import override_thresholds
 from transfusion_ad.data import UnreadableImageError
 from transfusion_ad.data.images import list_image_files
@@ -81,6 +82,8 @@ def score_images(
     applied. Refuses a model trained with another recipe than the parameters."""
     check_recipe(model_checkpoint, image_size, model)
     _check_thresholds(thresholds)
+    if any(threshold_overrides.get(key) is None for key in ("image", "pixel")):
+        warn_if_test_calibrated(thresholds, "the thresholds dataset")
     thresholds = override_thresholds(thresholds, **threshold_overrides)
     detector = TransFusionDetector.load(
         model_checkpoint,

@@ -16,6 +16,7 @@ from transfusion_ad.core.identity import (
     to_plain,
     training_data_digest,
 )
+from transfusion_ad.core.protocol import Protocol
 from transfusion_ad.core.recipes import model_from_recipe
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import AnomalySynthesizer, SynthesisConfig
@@ -55,14 +56,18 @@ def train_model(
     device: str,
     dataset: str,
     category: str,
+    protocol: str = "default",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train and return (the final model bundle, loss history).
 
     Resumable checkpoints go to ``training.checkpoint_dir/<identity>/``: the same recipe and
     training data resume, any other one trains afresh beside it. The payload returned here is
-    the final model bundle (core.bundle) that the catalog versions, without thresholds.
+    the final model bundle (core.bundle) that the catalog versions, without thresholds. The
+    protocol may select the authors' form of a loss (core.protocol), and the identity hashes the
+    losses as trained.
     """
     _check_train_set(train_set, image_size)
+    losses = Protocol.named(protocol).losses(losses)
     recipe = recipe_of(model, image_size)
     flat_recipe = identity_recipe(
         image_size=image_size,

@@ -23,6 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:device",
                     "params:dataset",
                     "params:category",
+                    "params:protocol",
                 ],
                 outputs=["model_checkpoint", "training_history"],
                 name="train_transfusion_model",
