@@ -36,7 +36,7 @@ ImageInput = str | Path | np.ndarray | Image.Image
 
 @dataclass(frozen=True)
 class Scoring:
-    """How soft masks and reconstructions become a map (spec §7): the mask divisor of the
+    """How soft masks and reconstructions become a map (spec §6, §7): the mask divisor of the
     reverse process, the fusion weight w and the box-filter side k. Thresholds are calibrated
     with one Scoring and hold only with it, so calibration records it beside them."""
 
