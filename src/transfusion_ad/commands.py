@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help="train and evaluate many categories, one Ray task (one Kedro run) each",
         description=(
-            "Run the train_eval pipeline once per category as Ray tasks, then write "
-            "data/08_reporting/<dataset>/summary.{csv,md} and log them to a parent MLflow run."
+            "Run the train_eval pipeline once per category (and seed) as Ray tasks, then write "
+            "data/08_reporting/<dataset>/summaries/<sweep id>/summary.{csv,md} and log them to "
+            "a parent MLflow run."
         ),
     )
     which = sweep.add_mutually_exclusive_group(required=True)
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", choices=DATASETS, help="default: the environment's default_dataset"
     )
     sweep.add_argument("--env", help="Kedro configuration environment (conf/<env>)")
+    sweep.add_argument(
+        "--seeds",
+        type=_seed_list,
+        help="comma-separated seeds, e.g. 0,1,2: every (category, seed) is its own task, with "
+        "outputs under <category>/seed<N>/; the summary gives mean ± std over the seeds",
+    )
     sweep.add_argument(
         "--params",
         help="runtime parameters for every category, as kedro run --params: "
@@ -97,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--output-dir",
         type=Path,
-        help="where summary.{csv,md} and sweep_state.json go (default: "
+        help="where sweep_state.json and summaries/<sweep id>/summary.{csv,md} go (default: "
         "data/08_reporting/<dataset>, relative to the project)",
     )
     _add_predict(commands)
@@ -300,7 +307,21 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
         only_failed=args.only_failed,
         output_dir=args.output_dir,
         max_retries=args.max_retries,
+        seeds=args.seeds,
     )
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> (0, 1, 2), each seed once, in the order given."""
+    try:
+        seeds = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds {text!r}: give comma-separated integers, e.g. 0,1,2"
+        ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed, e.g. 0,1,2")
+    return tuple(dict.fromkeys(seeds))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

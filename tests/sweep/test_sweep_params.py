@@ -29,7 +29,7 @@ def test_items_without_a_key_and_value_are_refused(text, message):
         parse_runtime_params(text)
 
 
-@pytest.mark.parametrize("key", ["category", "dataset"])
+@pytest.mark.parametrize("key", ["category", "dataset", "run_suffix"])
 def test_keys_the_sweep_sets_per_task_are_refused(key):
-    with pytest.raises(SweepError, match=f"'{key}'.*--dataset and --categories"):
+    with pytest.raises(SweepError, match=f"'{key}'.*--dataset, --categories and --seeds"):
         parse_runtime_params(f"image_size=32,{key}=x")

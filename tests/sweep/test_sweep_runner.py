@@ -91,8 +91,13 @@ def read_state(project: Path) -> dict:
     return json.loads((reporting(project) / "sweep_state.json").read_text())
 
 
+def summary_dir(project: Path) -> Path:
+    """The last sweep's own summary folder (summaries/<sweep id>/), as its state records it."""
+    return Path(read_state(project)["summary_dir"])
+
+
 def summary(project: Path) -> dict[str, dict[str, str]]:
-    with (reporting(project) / "summary.csv").open() as handle:
+    with (summary_dir(project) / "summary.csv").open() as handle:
         return {row["category"]: row for row in csv.DictReader(handle)}
 
 
@@ -145,8 +150,10 @@ def test_two_categories_run_in_parallel_into_one_summary(swept, sweep_project):
         assert float(table[category]["image_auroc"]) == pytest.approx(expected, abs=1e-4)
     mean = (float(table["fryum"]["aupro"]) + float(table["small"]["aupro"])) / 2
     assert float(table["mean"]["aupro"]) == pytest.approx(mean, abs=1e-3)
-    markdown = (reporting(sweep_project) / "summary.md").read_text()
+    markdown = (summary_dir(sweep_project) / "summary.md").read_text()
     assert "| fryum |" in markdown and "| small |" in markdown
+    assert "Protocol: default" in markdown
+    assert summary_dir(sweep_project) == reporting(sweep_project) / "summaries" / state["sweep_id"]
     # MLflow: a finished parent run holding the table; each category a finished child of it,
     # written concurrently to the same sqlite store.
     client, _ = tracking(sweep_project)
@@ -171,6 +178,8 @@ def test_two_categories_run_in_parallel_into_one_summary(swept, sweep_project):
 
 
 def test_skip_done_tabulates_existing_metrics_without_running(swept, sweep_project):
+    earlier = summary_dir(sweep_project)
+    earlier_table = (earlier / "summary.csv").read_bytes()
     written = {
         c: (reporting(sweep_project) / c / "metrics.json").stat().st_mtime_ns
         for c in ("fryum", "small")
@@ -192,6 +201,9 @@ def test_skip_done_tabulates_existing_metrics_without_running(swept, sweep_proje
         assert (reporting(sweep_project) / category / "metrics.json").stat().st_mtime_ns == mtime
     assert set(summary(sweep_project)) == {"fryum", "small", "mean"}
     assert children_of(sweep_project, state["parent_run_id"]) == []
+    # Versioned: the new sweep wrote its own summary; the earlier one is untouched.
+    assert summary_dir(sweep_project) != earlier
+    assert (earlier / "summary.csv").read_bytes() == earlier_table
 
 
 def test_a_failing_category_does_not_stop_the_other_and_only_failed_reruns_it(
@@ -217,7 +229,7 @@ def test_a_failing_category_does_not_stop_the_other_and_only_failed_reruns_it(
     assert first["outcomes"]["broken"]["status"] == "failed"
     assert corrupt.name in first["outcomes"]["broken"]["error"]
     assert list(summary(sweep_project)) == ["small", "mean"]
-    assert corrupt.name in (reporting(sweep_project) / "summary.md").read_text()
+    assert corrupt.name in (summary_dir(sweep_project) / "summary.md").read_text()
     client, _ = tracking(sweep_project)
     assert client.get_run(first["parent_run_id"]).info.status == "FAILED"
     failed_run = client.get_run(first["outcomes"]["broken"]["run_id"])
@@ -254,3 +266,55 @@ def test_gpus_that_the_instance_lacks_are_refused_before_anything_runs(local_ray
     )
     assert code == 2
     assert not (sweep_project / "data" / "gpu_check" / "sweep_state.json").exists()
+
+
+def test_seeds_are_tasks_of_their_own_and_the_summary_gives_mean_and_std(local_ray, sweep_project):
+    assert (
+        sweep(sweep_project, "--categories", "small", "--seeds", "0,1", "--params", "seed=1") == 2
+    )
+    code = sweep(
+        sweep_project,
+        "--categories",
+        "small",
+        "--seeds",
+        "0,1",
+        "--env",
+        "quick",
+        "--params",
+        shrunk_params(sweep_project),
+    )
+    assert code == 0
+    state = read_state(sweep_project)
+    assert state["seeds"] == [0, 1]
+    assert {n: o["status"] for n, o in state["outcomes"].items()} == {
+        "small/seed0": "succeeded",
+        "small/seed1": "succeeded",
+    }
+    # Each seed in its own folders, from its own model.
+    runs = {seed: metrics_of(sweep_project, f"small/seed{seed}") for seed in (0, 1)}
+    assert runs[0]["model"]["identity"] != runs[1]["model"]["identity"]
+    values = [100 * runs[seed]["image_auroc"] for seed in (0, 1)]
+    table = summary(sweep_project)
+    assert list(table) == ["small", "mean"]
+    assert table["small"]["seeds"] == "2"
+    assert float(table["small"]["image_auroc"]) == pytest.approx(sum(values) / 2, abs=1e-4)
+    spread = abs(values[0] - values[1]) / 2**0.5  # the sample std of two values
+    assert float(table["small"]["image_auroc_std"]) == pytest.approx(spread, abs=1e-4)
+    assert float(table["mean"]["image_auroc_std"]) == pytest.approx(spread, abs=1e-4)
+    assert (
+        f"{sum(values) / 2:.1f} ± {spread:.1f}"
+        in (summary_dir(sweep_project) / "summary.md").read_text()
+    )
+    # MLflow: one child run per seed, tagged; the parent holds the table and the spread.
+    client, _ = tracking(sweep_project)
+    children = children_of(sweep_project, state["parent_run_id"])
+    assert sorted(run.info.run_name for run in children) == [
+        "folder/small/seed0",
+        "folder/small/seed1",
+    ]
+    assert sorted(run.data.tags["transfusion_ad.seed"] for run in children) == ["0", "1"]
+    parent = client.get_run(state["parent_run_id"])
+    assert parent.data.params["seeds"] == "0,1"
+    assert parent.data.metrics["std.image_auroc"] == pytest.approx(spread / 100, abs=1e-6)
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "summary")}
+    assert "summary/summary_table.json" in logged

@@ -3,6 +3,7 @@
 import json
 
 from transfusion_ad.sweep import CategoryOutcome, SweepState
+from transfusion_ad.sweep.state import parse_task_name, task_name
 
 
 def make_state():
@@ -45,3 +46,20 @@ def test_report_lists_each_status_and_each_error():
     assert "failed (1): pcb2" in report
     assert "pcb2: DataLayoutError: no 'train/good'" in report
     assert "pending (1): candle" in report
+
+
+def test_task_names_carry_the_seed_and_parse_back():
+    assert task_name("pcb1", None) == "pcb1"
+    assert task_name("pcb1", 2) == "pcb1/seed2"
+    assert parse_task_name("pcb1/seed2") == ("pcb1", 2)
+    assert parse_task_name("pcb1") == ("pcb1", None)
+    assert parse_task_name("my/seedling") == ("my/seedling", None)
+
+
+def test_a_state_written_before_seeds_loads(tmp_path):
+    path = tmp_path / "sweep_state.json"
+    make_state().save(path)
+    data = json.loads(path.read_text())
+    del data["seeds"], data["summary_dir"]
+    path.write_text(json.dumps(data))
+    assert SweepState.load(path) == make_state()

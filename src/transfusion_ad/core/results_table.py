@@ -67,7 +67,7 @@ AUTHORS_MEANS: dict[str, dict[str, float]] = {
     "visa": dict(zip(AUTHORS_METRICS, (98.7, 94.7, 98.4, 53.5), strict=True)),
 }
 
-Row = dict[str, str | float | None]
+Row = dict[str, str | int | float | None]
 
 
 def _mean(values: list[float]) -> float:
@@ -152,4 +152,6 @@ def _format(value: str | float | None, pattern: str) -> str:
         return ""
     if isinstance(value, str):
         return value
+    if isinstance(value, int):  # counts, e.g. the number of seeds
+        return str(value)
     return pattern.format(value)

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from transfusion_ad.sweep.errors import SweepError
 
 # Set per task by the sweep itself (--dataset, --categories), never through --params.
-RESERVED = ("category", "dataset")
+RESERVED = ("category", "dataset", "run_suffix")
 
 
 def parse_runtime_params(text: str | None) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def parse_runtime_params(text: str | None) -> dict[str, Any]:
         if key.strip().split(".")[0] in RESERVED:
             raise SweepError(
                 f"--params sets {key.strip()!r}, which the sweep sets per task: "
-                "use --dataset and --categories instead."
+                "use --dataset, --categories and --seeds instead."
             )
     dotlist = [f"{key.strip()}={value}" for key, _, value in (i.partition("=") for i in items)]
     return OmegaConf.to_container(OmegaConf.from_dotlist(dotlist))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transfusion_ad.sweep.state import seed_suffix
+
 PACKAGE = "transfusion_ad"
 PIPELINE = "train_eval"
 METRICS_DATASET = "metrics"  # catalog entry written last by the evaluation pipeline
@@ -31,16 +33,22 @@ class KedroTarget:
     env: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
 
-    def runtime_params(self, category: str | None = None) -> dict[str, Any]:
-        """The runtime parameters of one category's session (the defaults when ``None``)."""
+    def runtime_params(
+        self, category: str | None = None, seed: int | None = None
+    ) -> dict[str, Any]:
+        """The runtime parameters of one task's session (the defaults when ``None``); a seed also
+        gets its own output folders (``run_suffix``)."""
         params = dict(self.params)
         if category is not None:
             params["category"] = category
+        if seed is not None:
+            params["seed"] = seed
+            params["run_suffix"] = seed_suffix(seed)
         return params
 
     @contextmanager
-    def session(self, category: str | None = None) -> Iterator[Any]:
-        """A ``KedroSession`` of the project for ``category``, closed on exit."""
+    def session(self, category: str | None = None, seed: int | None = None) -> Iterator[Any]:
+        """A ``KedroSession`` of the project for ``category`` (and ``seed``), closed on exit."""
         from kedro.framework.project import configure_project
         from kedro.framework.session import KedroSession
 
@@ -48,13 +56,13 @@ class KedroTarget:
         with KedroSession.create(
             project_path=self.project_path,
             env=self.env,
-            runtime_params=self.runtime_params(category),
+            runtime_params=self.runtime_params(category, seed),
         ) as session:
             yield session
 
-    def stored_metrics(self, category: str) -> dict[str, Any] | None:
-        """The category's latest metrics through the catalog, or None when it has none yet."""
-        with self.session(category) as session:
+    def stored_metrics(self, category: str, seed: int | None = None) -> dict[str, Any] | None:
+        """The task's latest metrics through the catalog, or None when it has none yet."""
+        with self.session(category, seed) as session:
             catalog = session.load_context().catalog
             return catalog.load(METRICS_DATASET) if catalog.exists(METRICS_DATASET) else None
 

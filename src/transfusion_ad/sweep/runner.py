@@ -29,8 +29,16 @@ from transfusion_ad.sweep.state import (
     SUCCEEDED,
     CategoryOutcome,
     SweepState,
+    parse_task_name,
+    task_name,
 )
-from transfusion_ad.sweep.summary import summary_rows, write_summary
+from transfusion_ad.sweep.summary import (
+    SUMMARIES_DIR,
+    protocols,
+    seed_summary_rows,
+    summary_rows,
+    write_summary,
+)
 from transfusion_ad.sweep.task import CategoryResult, CategoryTask, run_category
 from transfusion_ad.sweep.tracking import finish_parent_run, start_parent_run
 
@@ -46,8 +54,9 @@ class SweepConfig:
     """One sweep's settings, as the ``transfusion-ad sweep`` options give them.
 
     ``categories`` is ``all`` or ``a,b,c``; it is None exactly when ``only_failed`` re-runs the
-    unfinished categories of the last sweep, whose ``env`` and ``params`` are then reused unless
-    given. ``dataset`` None is the environment's default. ``num_cpus``/``num_gpus`` size a local
+    unfinished tasks of the last sweep, whose ``env``, ``params`` and ``seeds`` are then reused
+    unless given. ``seeds`` makes every (category, seed) its own task, with its own outputs.
+    ``dataset`` None is the environment's default. ``num_cpus``/``num_gpus`` size a local
     Ray instance started here; ``address`` joins a running cluster instead.
     """
 
@@ -66,13 +75,16 @@ class SweepConfig:
     only_failed: bool = False
     output_dir: Path | None = None
     max_retries: int = 1  # Ray re-runs a task whose worker or node died (not a Python error)
+    seeds: tuple[int, ...] | None = None
 
 
 def run_sweep(config: SweepConfig) -> SweepState:
     """Run the sweep; return its state (also in ``<output_dir>/sweep_state.json``).
 
-    A failing category never stops the others. After the tasks, summary.csv/.md hold the table
-    of every category of the sweep that has metrics, also logged to the parent MLflow run.
+    A failing task never stops the others. After the tasks, this sweep's own
+    ``summaries/<sweep id>/summary.{csv,md}`` hold the table of every task of the sweep that has
+    metrics (mean ± std over seeds when it has seeds); the parent MLflow run holds it too. A new
+    sweep never overwrites an earlier sweep's summary.
     Relative paths in the configuration (a sqlite tracking URI, data roots) are the project's,
     as with ``kedro run`` in the project root, for this process and every worker alike.
     """
@@ -105,35 +117,39 @@ def _sweep(config: SweepConfig, project_path: Path) -> SweepState:
                 f"--only-failed: no previous sweep of {dataset!r} (no '{state_path}'). "
                 "Run a sweep with --categories first."
             )
-        categories = previous.unfinished()
-        if not categories:
-            logger.info(
-                "Nothing to re-run: every category of the last sweep of %s is done.", dataset
-            )
+        tasks = previous.unfinished()
+        if not tasks:
+            logger.info("Nothing to re-run: every task of the last sweep of %s is done.", dataset)
             return previous
         env = config.env if config.env is not None else previous.env
         params = config.params if config.params is not None else previous.params
+        seeds = previous.seeds
         outcomes = dict(previous.outcomes)
     else:
         categories = resolve_categories(config.categories or "", dataset, data_root)
+        seeds = None if config.seeds is None else list(config.seeds)
+        tasks = [task_name(c, seed) for c in categories for seed in (seeds or [None])]
         env, params, outcomes = config.env, dict(config.params or {}), {}
-    state = SweepState(_new_sweep_id(), dataset, env, params, outcomes=outcomes)
+    state = SweepState(_new_sweep_id(), dataset, env, params, outcomes=outcomes, seeds=seeds)
     target = KedroTarget(project_path, env, _task_params(params, dataset, config.gpus_per_task))
-    metrics = _skip_done(target, categories, state) if config.skip_done else {}
-    todo = [category for category in categories if category not in metrics]
+    metrics = _skip_done(target, tasks, state) if config.skip_done else {}
+    todo = [name for name in tasks if name not in metrics]
     with _ray(config) if todo else nullcontext() as ray:
-        parent = start_parent_run(target, state, categories)
+        parent = start_parent_run(target, state, tasks)
         state.parent_run_id = parent.run_id
         try:
-            for category in todo:
-                state.outcomes[category] = CategoryOutcome(PENDING)
+            for name in todo:
+                state.outcomes[name] = CategoryOutcome(PENDING)
             state.save(state_path)
             if todo:
                 _run_tasks(ray, config, target, state, todo, metrics, state_path)
         finally:
             state.save(state_path)
-            rows, files = _write_table(target, state, metrics, output_dir)
-            finish_parent_run(parent, state, rows, files)
+            summary_dir = output_dir / SUMMARIES_DIR / state.sweep_id
+            rows, files = _write_table(target, state, metrics, summary_dir)
+            state.summary_dir = str(summary_dir) if rows else None
+            state.save(state_path)
+            finish_parent_run(parent, state, rows, [*files, state_path])
     return state
 
 
@@ -146,7 +162,7 @@ def _run_tasks(
     metrics: dict[str, dict[str, Any]],
     state_path: Path,
 ) -> None:
-    """One Ray task per category of ``todo``; record each outcome (and metrics) as it arrives."""
+    """One Ray task per task name of ``todo``; record each outcome (and metrics) as it arrives."""
     threads = max(1, int(config.cpus_per_task))
     remote = ray.remote(run_category).options(
         num_cpus=config.cpus_per_task,
@@ -154,17 +170,24 @@ def _run_tasks(
         max_retries=config.max_retries,
     )
     pending = {}
-    for category in todo:
-        task = CategoryTask(target, category, state.sweep_id, state.parent_run_id, threads)
-        pending[remote.remote(task)] = category
+    for name in todo:
+        category, seed = parse_task_name(name)
+        task = CategoryTask(target, category, state.sweep_id, state.parent_run_id, threads, seed)
+        pending[remote.remote(task)] = task
     try:
         while pending:
             (ready,), _ = ray.wait(list(pending), num_returns=1)
-            category = pending.pop(ready)
+            task = pending.pop(ready)
             try:
                 result = ray.get(ready)
             except ray.exceptions.RayError as error:
-                result = CategoryResult(category, False, None, f"{type(error).__name__}: {error}")
+                result = CategoryResult(
+                    task.category,
+                    False,
+                    None,
+                    f"{type(error).__name__}: {error}",
+                    seed=task.seed,
+                )
             _record(result, state, metrics, state_path, len(todo))
     finally:
         for ref in pending:  # interrupted: nothing keeps running for a sweep that has ended
@@ -179,14 +202,14 @@ def _record(
     total: int,
 ) -> None:
     status = SUCCEEDED if result.succeeded else FAILED
-    state.outcomes[result.category] = CategoryOutcome(
+    state.outcomes[result.name] = CategoryOutcome(
         status, result.error, result.seconds, result.run_id
     )
     if result.metrics is not None:
-        metrics[result.category] = result.metrics
+        metrics[result.name] = result.metrics
     state.save(state_path)
     finished = total - len(state.categories(PENDING))
-    logger.info("Category %s %s (%d of %d)", result.category, status, finished, total)
+    logger.info("Task %s %s (%d of %d)", result.name, status, finished, total)
 
 
 def _check_config(config: SweepConfig) -> None:
@@ -196,6 +219,11 @@ def _check_config(config: SweepConfig) -> None:
         raise SweepError(
             f"--gpus-per-task {config.gpus_per_task} / --cpus-per-task {config.cpus_per_task}: "
             "GPUs must be >= 0 and CPUs > 0 per task."
+        )
+    if config.seeds is not None and (not config.seeds or "seed" in (config.params or {})):
+        raise SweepError(
+            "--seeds takes a comma-separated list of integers (e.g. 0,1,2) and sets each task's "
+            "seed itself: leave seed out of --params."
         )
     if config.address and (config.num_cpus is not None or config.num_gpus is not None):
         raise SweepError(
@@ -216,29 +244,30 @@ def _task_params(params: dict[str, Any], dataset: str, gpus_per_task: float) -> 
 
 
 def _skip_done(
-    target: KedroTarget, categories: Sequence[str], state: SweepState
+    target: KedroTarget, tasks: Sequence[str], state: SweepState
 ) -> dict[str, dict[str, Any]]:
-    """Metrics of the categories that already have them, each marked skipped in ``state``."""
+    """Metrics of the tasks that already have them, each marked skipped in ``state``."""
     done = {}
-    for category in categories:
-        metrics = target.stored_metrics(category)
+    for name in tasks:
+        metrics = target.stored_metrics(*parse_task_name(name))
         if metrics is not None:
-            done[category] = metrics
-            state.outcomes[category] = CategoryOutcome(SKIPPED)
+            done[name] = metrics
+            state.outcomes[name] = CategoryOutcome(SKIPPED)
     if done:
-        logger.info("Skipping %d categories with metrics: %s", len(done), ", ".join(done))
+        logger.info("Skipping %d task(s) with metrics: %s", len(done), ", ".join(done))
     return done
 
 
 def _write_table(
     target: KedroTarget, state: SweepState, metrics: dict[str, dict[str, Any]], output_dir: Path
 ) -> tuple[list[Row] | None, list[Path]]:
-    """The summary table of every done category (earlier sweeps' included); no table if none."""
-    for category in state.categories(SUCCEEDED) + state.categories(SKIPPED):
-        if category not in metrics:
-            stored = target.stored_metrics(category)
+    """The summary table of every done task (earlier sweeps' included) in ``output_dir``, this
+    sweep's own folder; no table if none."""
+    for name in state.categories(SUCCEEDED) + state.categories(SKIPPED):
+        if name not in metrics:
+            stored = target.stored_metrics(*parse_task_name(name))
             if stored is not None:
-                metrics[category] = stored
+                metrics[name] = stored
     done = {
         name: metrics[name]
         for name, outcome in state.outcomes.items()
@@ -246,12 +275,16 @@ def _write_table(
     }
     failed = {name: state.outcomes[name].error or "" for name in state.categories(FAILED)}
     if not done:
-        logger.warning("No category has metrics, so no summary table was written.")
-        return None, [output_dir / STATE_FILE]
-    rows = summary_rows(done, state.dataset)
-    csv_path, md_path = write_summary(rows, state.dataset, failed, output_dir)
+        logger.warning("No task has metrics, so no summary table was written.")
+        return None, []
+    rows = (
+        seed_summary_rows(done, state.dataset) if state.seeds else summary_rows(done, state.dataset)
+    )
+    csv_path, md_path = write_summary(
+        rows, state.dataset, failed, output_dir, protocols(done.values())
+    )
     logger.info("Summary table: %s and %s", csv_path, md_path)
-    return rows, [csv_path, md_path, output_dir / STATE_FILE]
+    return rows, [csv_path, md_path]
 
 
 def _import_ray() -> Any:

@@ -1,7 +1,7 @@
 """The state of the last sweep of a dataset, on disk, so ``--only-failed`` knows what to re-run.
 
 Why a file: a sweep over 15 GPU-days outlives any one process. The state is written after every
-finished category (atomically), so even an interrupted sweep leaves an accurate record.
+finished task (atomically), so even an interrupted sweep leaves an accurate record.
 """
 
 from __future__ import annotations
@@ -15,6 +15,26 @@ from typing import Any
 SUCCEEDED, FAILED, SKIPPED, PENDING = "succeeded", "failed", "skipped", "pending"
 DONE = (SUCCEEDED, SKIPPED)
 STATE_FILE = "sweep_state.json"
+_SEED_MARK = "/seed"
+
+
+def seed_suffix(seed: int) -> str:
+    """The ``run_suffix`` runtime parameter of a seed's task: its outputs go to
+    ``<dataset>/<category>/seed<N>/`` (conf/base/catalog.yml), beside the other seeds'."""
+    return f"{_SEED_MARK}{seed}"
+
+
+def task_name(category: str, seed: int | None) -> str:
+    """How a sweep names one task: the category, with ``/seed<N>`` when it has a seed axis."""
+    return category if seed is None else f"{category}{seed_suffix(seed)}"
+
+
+def parse_task_name(name: str) -> tuple[str, int | None]:
+    """(category, seed or None) of a task name written by ``task_name``."""
+    category, mark, seed = name.rpartition(_SEED_MARK)
+    if mark and category and seed.isdigit():
+        return category, int(seed)
+    return name, None
 
 
 @dataclass
@@ -30,7 +50,11 @@ class CategoryOutcome:
 
 @dataclass
 class SweepState:
-    """What a sweep ran, with which settings, and how each category ended."""
+    """What a sweep ran, with which settings, and how each task ended.
+
+    A task is a category, or a (category, seed) pair named ``<category>/seed<N>`` when the sweep
+    has seeds. ``summary_dir`` is the folder of this sweep's own summary files.
+    """
 
     sweep_id: str
     dataset: str
@@ -38,13 +62,15 @@ class SweepState:
     params: dict[str, Any]
     parent_run_id: str | None = None
     outcomes: dict[str, CategoryOutcome] = field(default_factory=dict)
+    seeds: list[int] | None = None
+    summary_dir: str | None = None
 
     def categories(self, status: str) -> list[str]:
-        """The categories whose last outcome is ``status``, in sweep order."""
+        """The tasks whose last outcome is ``status``, in sweep order."""
         return [name for name, outcome in self.outcomes.items() if outcome.status == status]
 
     def unfinished(self) -> list[str]:
-        """The categories ``--only-failed`` re-runs: failed, or pending when the sweep stopped."""
+        """The tasks ``--only-failed`` re-runs: failed, or pending when the sweep stopped."""
         return [name for name, outcome in self.outcomes.items() if outcome.status not in DONE]
 
     def report(self) -> str:
@@ -56,6 +82,8 @@ class SweepState:
                 lines.append(f"  {status} ({len(names)}): {', '.join(names)}")
             if status == FAILED:
                 lines += [f"    {name}: {self.outcomes[name].error}" for name in names]
+        if self.summary_dir:
+            lines.append(f"  summary: {self.summary_dir}")
         return "\n".join(lines)
 
     def save(self, path: Path) -> None:

@@ -14,8 +14,18 @@ from typing import Any
 
 from transfusion_ad.core.results_table import TABLE_METRICS, Row
 from transfusion_ad.sweep.project import KedroTarget
-from transfusion_ad.sweep.state import FAILED, PENDING, SKIPPED, SUCCEEDED, SweepState
+from transfusion_ad.sweep.state import (
+    FAILED,
+    PENDING,
+    SKIPPED,
+    SUCCEEDED,
+    SweepState,
+    parse_task_name,
+)
+from transfusion_ad.sweep.summary import STD_SUFFIX
 from transfusion_ad.sweep.task import SWEEP_TAG
+
+TABLE_FILE = "summary/summary_table.json"
 
 
 @dataclass(frozen=True)
@@ -26,9 +36,7 @@ class ParentRun:
     tracking_uri: str
 
 
-def start_parent_run(
-    target: KedroTarget, state: SweepState, categories: Sequence[str]
-) -> ParentRun:
+def start_parent_run(target: KedroTarget, state: SweepState, tasks: Sequence[str]) -> ParentRun:
     """Create the parent run where the category runs will go: same tracking URI and experiment,
     resolved by kedro-mlflow from the project's mlflow.yml for ``target``.
     """
@@ -46,7 +54,8 @@ def start_parent_run(
     settings = {
         "dataset": state.dataset,
         "env": state.env or "",
-        "categories": ",".join(categories),
+        "categories": ",".join(sorted({parse_task_name(name)[0] for name in tasks})),
+        "seeds": ",".join(str(seed) for seed in state.seeds or []),
         "params": json.dumps(state.params, sort_keys=True),
     }
     for key, value in settings.items():
@@ -57,9 +66,11 @@ def start_parent_run(
 def finish_parent_run(
     parent: ParentRun, state: SweepState, rows: list[Row] | None, files: Sequence[Path]
 ) -> None:
-    """Log the summary files, the mean row (as fractions, like the category runs) and counts.
+    """Log the summary files, the table itself (``summary/summary_table.json``, shown as a
+    table by the MLflow UI), the mean row (as fractions, like the category runs; with seeds also
+    ``std.<metric>``) and the task counts.
 
-    The run ends FINISHED when every category succeeded or was done before, FAILED otherwise.
+    The run ends FINISHED when every task succeeded or was done before, FAILED otherwise.
     """
     from mlflow import MlflowClient
 
@@ -72,10 +83,15 @@ def finish_parent_run(
         for status in (SUCCEEDED, SKIPPED, FAILED, PENDING)
     }
     if rows:
+        columns = list(rows[0])
+        client.log_table(
+            run_id, {column: [row.get(column) for row in rows] for column in columns}, TABLE_FILE
+        )
         mean = rows[-1]
         for name in TABLE_METRICS:
-            if mean.get(name) is not None:
-                metrics[f"mean.{name}"] = float(mean[name]) / 100.0
+            for prefix, column in (("mean", name), ("std", f"{name}{STD_SUFFIX}")):
+                if mean.get(column) is not None:
+                    metrics[f"{prefix}.{name}"] = float(mean[column]) / 100.0
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
     client.set_terminated(run_id, "FAILED" if state.unfinished() else "FINISHED")
