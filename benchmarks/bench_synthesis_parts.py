@@ -33,7 +33,7 @@ from benchmarks.naive.geometry import rotate_image  # noqa: E402
 from benchmarks.naive.synthesis import rand_perlin_2d, tile_shuffle  # noqa: E402
 from benchmarks.run import _images, _texture_bank, _texture_files  # noqa: E402
 from transfusion_ad.core import augment  # noqa: E402
-from transfusion_ad.core.device import keep_freed_host_memory  # noqa: E402
+from transfusion_ad.core.device import prepare_cpu  # noqa: E402
 from transfusion_ad.core.synthesis import AnomalySynthesizer, _tile_shuffle, perlin_noise  # noqa: E402
 
 ANOMALOUS = 4  # the anomalous half of a batch of 8
@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
-    keep_freed_host_memory()
+    prepare_cpu()
     print(f"{args.size}², torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| part | batched torch ms | per-sample NumPy ms | ratio |")
     print("|---|---|---|---|")

@@ -60,12 +60,12 @@ from benchmarks.naive import (  # noqa: E402
     reverse_process_one_by_one,
 )
 from transfusion_ad.core.detector import Scoring, TransFusionDetector  # noqa: E402
-from transfusion_ad.core.device import keep_freed_host_memory  # noqa: E402
+from transfusion_ad.core.device import prepare_cpu  # noqa: E402
 from transfusion_ad.core.metrics import aupro  # noqa: E402
+from transfusion_ad.core.objective import compute_training_loss  # noqa: E402
 from transfusion_ad.core.schedule import TransparencySchedule  # noqa: E402
 from transfusion_ad.core.synthesis import AnomalySynthesizer  # noqa: E402
-from transfusion_ad.core.trainer import compute_training_loss  # noqa: E402
-from transfusion_ad.core.unet import ResidualBlock, TransFusionUNet  # noqa: E402
+from transfusion_ad.core.unet import TransFusionUNet  # noqa: E402
 
 TEXTURE_DIR = ROOT / "data" / "01_raw" / "sample" / "textures"
 NOMINAL_PEAK_GFLOPS = 190.0
@@ -171,10 +171,8 @@ def _model(spec: dict[str, Any], device: torch.device) -> TransFusionUNet:
         attention_levels=recipe["attention_levels"],
         attention="naive" if spec["path"] == "naive" else "sdpa",
     ).to(device)
-    if spec["path"] == "naive":
-        for module in model.modules():
-            if isinstance(module, ResidualBlock):
-                module.recompute = False  # plain autograd keeps every activation
+    if spec["path"] == "optimised":
+        model.enable_recompute()  # the trainer's default; naive: plain autograd keeps all
     if spec["path"] == "optimised" and (device.type == "cpu" or spec.get("channels_last")):
         model = model.to(memory_format=torch.channels_last)  # the library's CPU default
     if spec["path"] == "optimised" and spec.get("compile"):
@@ -306,7 +304,7 @@ def serve_measurement(connection: Connection, spec: dict[str, Any]) -> None:
         torch.backends.cudnn.benchmark = True
     else:
         if spec["path"] == "optimised":
-            keep_freed_host_memory()  # what the library's trainer and inference do on the CPU
+            prepare_cpu()  # what the entry points do on the CPU
         if spec.get("memory_limit_mib"):
             _limit_host_memory(spec["memory_limit_mib"])
     oom = f"out of memory (more than {spec.get('memory_limit_mib', 0):.0f} MiB)"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from transfusion_ad.core.bundle import save_bundle
 from transfusion_ad.core.detector import TransFusionDetector
+from transfusion_ad.core.device import prepare_cpu
 from transfusion_ad.serving import score_files
 from transfusion_ad.serving.onnx_export import FORMATS, SPEC_FILE, export_model
 from transfusion_ad.sweep import SweepConfig, SweepError, parse_runtime_params, run_sweep
@@ -331,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = {"predict": _predict, "export": _export, "app": _app, "import-authors": _import_authors}
     if args.command in runs:
         run = runs[args.command]
+        prepare_cpu()
         try:
             return run(args)
         except (ParameterError, SweepError, FileNotFoundError, ValueError) as error:

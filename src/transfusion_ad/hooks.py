@@ -1,5 +1,5 @@
-"""Project hooks: validate parameters before any work; refuse a model with thresholds that were
-not calibrated for it; log chosen outputs as MLflow artifacts."""
+"""Project hooks: validate parameters before any work; make the CPU setting once; refuse a model
+with thresholds that were not calibrated for it; log chosen outputs as MLflow artifacts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Node
 
+from transfusion_ad.core.device import prepare_cpu
 from transfusion_ad.core.identity import check_model_binding
 from transfusion_ad.validation import check_parameter_keys, validate_parameters
 
@@ -27,6 +28,14 @@ class ParameterValidationHook:
         envs = [run_env] if run_env and run_env != loader.base_env else []
         check_parameter_keys(Path(loader.conf_source), envs, loader.runtime_params, loader.base_env)
         validate_parameters(context.params)
+
+
+class CpuSettingsHook:
+    """Every pipeline runs with the process-wide CPU setting (core.device.prepare_cpu)."""
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        prepare_cpu()
 
 
 class _CatalogHook:

@@ -7,12 +7,18 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from transfusion_ad.hooks import (
+    CpuSettingsHook,
     MlflowArtifactHook,
     ModelThresholdsPairHook,
     ParameterValidationHook,
 )
 
-HOOKS = (ParameterValidationHook(), ModelThresholdsPairHook(), MlflowArtifactHook())
+HOOKS = (
+    ParameterValidationHook(),
+    CpuSettingsHook(),
+    ModelThresholdsPairHook(),
+    MlflowArtifactHook(),
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

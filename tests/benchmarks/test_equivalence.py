@@ -27,7 +27,7 @@ from transfusion_ad.core.metrics import aupro
 from transfusion_ad.core.sampler import reverse_process
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import _draw_thresholds, _tile_shuffle, perlin_noise
-from transfusion_ad.core.unet import AttentionBlock, ResidualBlock, TransFusionUNet
+from transfusion_ad.core.unet import AttentionBlock, TransFusionUNet
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 SMALL = {"base_width": 32, "channel_mults": (1, 2), "num_res_blocks": 1, "attention_levels": (0, 1)}
@@ -46,17 +46,10 @@ def _twin_models(**config) -> tuple[TransFusionUNet, TransFusionUNet]:
     """Same weights: the library default (sdpa, activations recomputed in the backward pass)
     and the authors' way (explicit score matrices, plain autograd)."""
     torch.manual_seed(0)
-    fast = TransFusionUNet(**config, attention="sdpa")
+    fast = TransFusionUNet(**config, attention="sdpa").enable_recompute()
     naive = TransFusionUNet(**config, attention="naive")
     naive.load_state_dict(fast.state_dict())
-    _plain_autograd(naive)
     return fast, naive
-
-
-def _plain_autograd(model: TransFusionUNet) -> None:
-    for module in model.modules():
-        if isinstance(module, ResidualBlock):
-            module.recompute = False
 
 
 def _loss_and_grads(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor):
@@ -111,10 +104,10 @@ def _saved_bytes(model: TransFusionUNet, x: torch.Tensor, t: torch.Tensor) -> in
 
 def test_recomputed_activations_give_the_same_outputs_and_gradients() -> None:
     torch.manual_seed(0)
-    lean = TransFusionUNet(**SMALL)
+    lean = TransFusionUNet(**SMALL).enable_recompute()
     plain = TransFusionUNet(**SMALL)
     plain.load_state_dict(lean.state_dict())
-    _plain_autograd(plain)
+    assert not any(getattr(m, "recompute", False) for m in plain.modules()), "off by default"
     x = torch.randn(2, 4, 32, 32, requires_grad=True)
     t = torch.tensor([2, 11])
     assert _saved_bytes(lean, x, t) < 0.7 * _saved_bytes(plain, x, t)  # the point of it

@@ -16,6 +16,7 @@ from torch.utils.data import TensorDataset
 from transfusion_ad.core import trainer as trainer_module
 from transfusion_ad.core.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint
 from transfusion_ad.core.losses import LossWeights
+from transfusion_ad.core.objective import compute_training_loss
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import AnomalySynthesizer, random_rotation
 from transfusion_ad.core.trainer import (
@@ -23,7 +24,6 @@ from transfusion_ad.core.trainer import (
     NonFiniteLossError,
     TrainConfig,
     Trainer,
-    compute_training_loss,
     seed_everything,
 )
 from transfusion_ad.core.unet import TransFusionUNet

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from transfusion_ad.core.results_table import AUTHORS_RESULTS
+from transfusion_ad.reporting.results_table import AUTHORS_RESULTS
 from transfusion_ad.sweep import CATEGORIES, SweepError, resolve_categories
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -35,7 +35,6 @@ from torch import nn
 
 from transfusion_ad import __version__
 from transfusion_ad.core.atomic_files import atomic_save
-from transfusion_ad.core.device import keep_freed_host_memory
 from transfusion_ad.core.identity import check_model_binding, to_plain
 from transfusion_ad.core.unet import TransFusionUNet
 
@@ -202,13 +201,11 @@ def _upgrade_legacy(payload: dict[str, Any], source: str) -> dict[str, Any]:
 
 def build_network(bundle: Mapping[str, Any], device: torch.device | str = "cpu") -> TransFusionUNet:
     """The bundle's network with its weights, on ``device``, in eval mode. On the CPU it is put
-    in channels_last (oneDNN convolutions run faster on NHWC) and freed activations stay in the
-    process heap (``keep_freed_host_memory``)."""
+    in channels_last (same values; oneDNN convolutions run faster on NHWC)."""
     device = torch.device(device)
     network = TransFusionUNet(**bundle["model_config"])
     network.load_state_dict(bundle["model_state"])
     if device.type == "cpu":
-        keep_freed_host_memory()
         network = network.to(memory_format=torch.channels_last)
     return network.to(device).eval()
 

@@ -1,12 +1,17 @@
-"""Choose the torch device once, from a config string, so the rest stays device-agnostic."""
+"""Choose the torch device once, from a config string, so the rest stays device-agnostic; and
+the one process-wide CPU setting the entry points make (``prepare_cpu``)."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
+import logging
 import re
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 _ALLOWED = '"auto", "cpu", "cuda", "cuda:N" or "mps"'
 _CUDA_PATTERN = re.compile(r"cuda(?::(\d+))?")
@@ -55,6 +60,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(key)
 
 
+@functools.cache
+def prepare_cpu() -> bool:
+    """The process-wide CPU setting, made once by the entry points (the Kedro hook, the
+    ``transfusion-ad`` commands, the MLflow model) before any network runs, and logged once:
+    ``keep_freed_host_memory``. Library users call it themselves. It changes speed, not values.
+    Returns whether the setting took effect."""
+    kept = keep_freed_host_memory()
+    if kept:
+        logger.info("CPU: freed blocks under 128 MiB stay in the process heap (glibc mallopt).")
+    return kept
+
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_BYTES = 128 << 20
 
@@ -63,13 +80,13 @@ def keep_freed_host_memory() -> bool:
     """Make glibc keep freed blocks under 128 MiB in the heap instead of returning them.
 
     A CPU training step allocates and frees hundreds of multi-megabyte activations; by default
-    glibc maps each afresh, so the kernel faults in and zeroes every page again (measured on the
-    mid recipe: 1.36 M page faults and 5.8 s of system time per step, about 15 % of its CPU time).
-    Raising the mmap and trim thresholds reuses the pages, as tcmalloc or jemalloc would. Blocks
-    of 128 MiB and more (a 256², batch-8, 64-channel activation) are still mapped per use: kept
-    too, they fragment the heap (a 1 GiB limit raised the 256² training peak from 6.7 to 8.9 GiB).
-    It is process-wide and lasts until the process exits. Returns False, changing nothing, where
-    the C library is not glibc (macOS, Windows, musl).
+    glibc maps each afresh, so the kernel faults in and zeroes every page again (measured once
+    as a large share of a step's system time, benchmarks/README.md). Raising the mmap and trim
+    thresholds reuses the pages, as tcmalloc or jemalloc would. Blocks of 128 MiB and more (a
+    256², batch-8, 64-channel activation) are still mapped per use: kept too, they fragment the
+    heap and raised the 256² training peak. It is process-wide and lasts until the process
+    exits. Returns False, changing nothing, where the C library is not glibc (macOS, Windows,
+    musl).
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -1,17 +1,150 @@
-"""What a resumable checkpoint holds beyond the weights: optimiser, scheduler, the RNG streams
-and the loss history, captured so that an interrupted and resumed CPU run reproduces the
-uninterrupted one exactly. Stored in a bundle's ``training_state`` (core.bundle)."""
+"""Resuming a training run: which checkpoint to continue from and whether it fits, and what a
+resumable checkpoint holds beyond the weights (optimiser, scheduler, the RNG streams and the
+loss history), captured so that an interrupted and resumed CPU run reproduces the uninterrupted
+one exactly. Stored in a bundle's ``training_state`` (core.bundle)."""
 
 from __future__ import annotations
 
+import logging
 import random
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from transfusion_ad.core.checkpoint import (
+    latest_good_checkpoint,
+    list_checkpoints,
+    remove_temporaries,
+)
+from transfusion_ad.core.history import TrainHistory
+from transfusion_ad.core.identity import to_plain
+
+logger = logging.getLogger(__name__)
+
+# Settings that may legitimately change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = frozenset({"epochs", "checkpoint_every", "device", "num_workers", "progress"})
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global RNG and torch (CPU and every CUDA device).
+
+    Call it before building the model so its initial weights are reproducible too. On CPU a
+    fixed seed gives a bit-identical run. On CUDA, bit-identical runs additionally need
+    ``torch.use_deterministic_algorithms(True)``, ``torch.backends.cudnn.benchmark = False`` (the
+    trainer leaves benchmark off when deterministic algorithms are on),
+    ``torch.backends.cudnn.deterministic = True`` and the environment variable
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set before CUDA starts; these cost speed, so they are
+    left to the caller.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def checkpoint_to_resume(directory: Path | None, resume: bool) -> tuple[Path, dict] | None:
+    """(path, bundle) of the newest readable checkpoint in ``directory`` to continue from, or
+    None for a fresh run. Half-written files are removed; with ``resume`` False the old
+    checkpoints are removed too (with a warning), so a fresh run never mixes with them."""
+    if directory is None:
+        return None
+    remove_temporaries(directory)
+    if not resume:
+        stale = list_checkpoints(directory)
+        if stale:
+            logger.warning(
+                "resume=False: removing %d old checkpoint(s) from %s.", len(stale), directory
+            )
+        for _, path in stale:
+            path.unlink()
+        return None
+    found = latest_good_checkpoint(directory)
+    if found is not None:
+        logger.info("Resuming from %s (epoch %d).", found[0], found[1]["epochs"])
+    return found
+
+
+def check_resumable(
+    path: Path,
+    state: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+    epochs: int,
+    train_config: Mapping[str, Any],
+) -> None:
+    """Refuse a checkpoint of another network or one beyond ``epochs``; warn about every
+    changed setting outside ``RESUMABLE_CHANGES`` (optimiser and scheduler continue as saved)."""
+    remedy = "use another checkpoint_dir or resume=False to start afresh"
+    if to_plain(state["model_config"]) != to_plain(dict(model_config)):
+        raise ValueError(
+            f"Checkpoint {path} was trained with model_config {state['model_config']} but the "
+            f"model has {dict(model_config)}; {remedy}."
+        )
+    if state["epochs"] > epochs:
+        raise ValueError(
+            f"Checkpoint {path} is at epoch {state['epochs']}, beyond epochs={epochs}; raise "
+            f"epochs or {remedy}."
+        )
+    saved = state["train_config"]
+    changed = [
+        f"{key}: {saved.get(key)!r} -> {value!r}"
+        for key, value in to_plain(dict(train_config)).items()
+        if key not in RESUMABLE_CHANGES and saved.get(key) != value
+    ]
+    if changed:
+        logger.warning(
+            "Resuming from %s with changed settings (%s); optimiser and scheduler state "
+            "continue from the checkpoint.",
+            path,
+            "; ".join(changed),
+        )
+
+
+@dataclass
+class TrainingRun:
+    """The mutable state of one ``Trainer.fit``: everything a checkpoint must capture. The
+    synthesis stream ``generator`` lives on the training device (t, synthesis, rotation); the
+    data-order stream ``data_generator`` on the CPU (DataLoader shuffling)."""
+
+    optimizer: Optimizer
+    scheduler: LRScheduler
+    generator: torch.Generator
+    data_generator: torch.Generator
+    history: TrainHistory = field(default_factory=TrainHistory)
+
+    def seed(self, seed: int) -> None:
+        """A fresh run: every stream seeded from ``seed``."""
+        seed_everything(seed)
+        self.generator.manual_seed(seed)
+        self.data_generator.manual_seed(seed + 1)
+
+    def restore(self, training_state: dict[str, Any], seed: int) -> None:
+        """Continue where a checkpoint's ``training_state`` left off."""
+        restore_training_state(
+            training_state,
+            self.optimizer,
+            self.scheduler,
+            self.generator,
+            self.data_generator,
+            seed,
+        )
+        self.history = TrainHistory.from_dict(training_state["history"])
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        """The training state after ``epoch``, for a checkpoint."""
+        return capture_training_state(
+            epoch,
+            self.optimizer,
+            self.scheduler,
+            self.generator,
+            self.data_generator,
+            self.history.to_dict(),
+        )
 
 
 def capture_training_state(

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from transfusion_ad.core.recompute import recomputed_norm_act_conv
+
 ATTENTION_MODES = ("sdpa", "naive")
 _GROUPS = 32
 
@@ -32,82 +34,14 @@ class TimeEmbedding(nn.Module):
         return self.linear_2(F.silu(self.linear_1(features)))
 
 
-class _NormActConv(torch.autograd.Function):
-    """conv(SiLU(GroupNorm(x))) that keeps only x for the backward pass.
-
-    Plain autograd keeps the normalised and the activated maps as well (three full-size tensors
-    per convolution); here they are recomputed in the backward pass (two cheap element-wise
-    passes), and the convolution gradients come from the same ``convolution_backward`` autograd
-    would call, so values and gradients are unchanged. At 256², batch 8 this more than halves
-    the activation memory of a training step.
-    """
-
-    @staticmethod
-    def forward(ctx, x, norm_weight, norm_bias, conv_weight, conv_bias, groups, eps):
-        ctx.save_for_backward(x, norm_weight, norm_bias, conv_weight)
-        ctx.groups, ctx.eps = groups, eps
-        activated = F.silu(F.group_norm(x, groups, norm_weight, norm_bias, eps))
-        return F.conv2d(activated, conv_weight, conv_bias, padding=conv_weight.shape[-1] // 2)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, norm_weight, norm_bias, conv_weight = ctx.saved_tensors
-        with torch.enable_grad():
-            inputs = [tensor.detach().requires_grad_() for tensor in (x, norm_weight, norm_bias)]
-            activated = F.silu(F.group_norm(inputs[0], ctx.groups, *inputs[1:], ctx.eps))
-        grad_activated, grad_weight, grad_bias = _conv_backward(
-            grad_out, activated.detach(), conv_weight
-        )
-        grad_x, grad_norm_weight, grad_norm_bias = torch.autograd.grad(
-            activated, inputs, grad_activated
-        )
-        return grad_x, grad_norm_weight, grad_norm_bias, grad_weight, grad_bias, None, None
-
-
-def _conv_backward(grad_out: Tensor, inputs: Tensor, weight: Tensor) -> tuple[Tensor, ...]:
-    """Gradients (input, weight, bias) of a stride-1 "same" conv2d: what autograd would call.
-
-    On the CPU in channels_last, oneDNN's weight-gradient kernel ran up to 3× slower than on
-    NCHW copies of the same tensors (8.0 against 5.8 s summed over the mid recipe's layers on a
-    2-core AVX2 machine, see benchmarks/README.md), while its input gradient is faster in
-    channels_last; so the two are taken separately there. The values are the same up to float
-    summation order.
-    """
-    pad = weight.shape[-1] // 2
-    geometry = ([weight.shape[0]], [1, 1], [pad, pad], [1, 1], False, [0, 0], 1)
-    backward = torch.ops.aten.convolution_backward
-    channels_last = inputs.is_contiguous(memory_format=torch.channels_last)
-    if inputs.device.type != "cpu" or not channels_last or inputs.is_contiguous():
-        return backward(grad_out, inputs, weight, *geometry, [True, True, True])
-    grad_input = backward(grad_out, inputs, weight, *geometry, [True, False, False])[0]
-    _, grad_weight, grad_bias = backward(
-        grad_out.contiguous(), inputs.contiguous(), weight.contiguous(), *geometry,
-        [False, True, True],
-    )  # fmt: skip
-    return grad_input, grad_weight.contiguous(memory_format=torch.channels_last), grad_bias
-
-
-def _norm_act_conv(norm: nn.GroupNorm, conv: nn.Conv2d, x: Tensor, recompute: bool) -> Tensor:
-    """conv(SiLU(norm(x))) for a stride-1 "same" conv; recomputes the activation in the backward
-    pass when gradients are recorded in fp32 eagerly. Under autocast the plain ops run, and under
-    torch.compile too (its partitioner recomputes such element-wise ops by itself)."""
-    device = x.device.type
-    autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
-    if recompute and torch.is_grad_enabled() and not autocast and not torch.compiler.is_compiling():
-        return _NormActConv.apply(
-            x, norm.weight, norm.bias, conv.weight, conv.bias, norm.num_groups, norm.eps
-        )
-    return conv(F.silu(norm(x)))
-
-
 class ResidualBlock(nn.Module):
     """GroupNorm(32)-SiLU-conv, plus the projected step embedding, twice, with a residual path.
 
-    ``recompute`` (default on) keeps only the block input and the mid-block map for the
-    backward pass (see ``_NormActConv``); off reproduces plain autograd's memory use.
+    ``recompute`` (off unless ``TransFusionUNet.enable_recompute``) keeps only the block input
+    and the mid-block map for the backward pass (core.recompute); the values are the same.
     """
 
-    recompute: bool = True
+    recompute: bool = False
 
     def __init__(self, in_channels: int, out_channels: int, time_channels: int) -> None:
         super().__init__()
@@ -124,10 +58,15 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
         """x: (B, C_in, H, W), temb: (B, time_channels) -> (B, C_out, H, W)."""
-        h = _norm_act_conv(self.norm1, self.conv1, x, self.recompute)
+        h = self._norm_act_conv(self.norm1, self.conv1, x)
         h = h + self.time_proj(temb)[:, :, None, None]
-        h = _norm_act_conv(self.norm2, self.conv2, h, self.recompute)
+        h = self._norm_act_conv(self.norm2, self.conv2, h)
         return h + self.shortcut(x)
+
+    def _norm_act_conv(self, norm: nn.GroupNorm, conv: nn.Conv2d, x: Tensor) -> Tensor:
+        if self.recompute:
+            return recomputed_norm_act_conv(norm, conv, x)
+        return conv(F.silu(norm(x)))
 
 
 class AttentionBlock(nn.Module):
@@ -252,6 +191,16 @@ class TransFusionUNet(nn.Module):
         self.mask_head = nn.Sequential(
             nn.BatchNorm2d(width), nn.SiLU(), nn.Conv2d(width, 1, 3, padding=1)
         )
+
+    def enable_recompute(self, enabled: bool = True) -> TransFusionUNet:
+        """Recompute each residual block's GroupNorm+SiLU in the backward pass instead of
+        keeping it (core.recompute): the same values and gradients, for much less activation
+        memory in training. The trainer turns it on; inference does not record gradients, so
+        it changes nothing there. Returns the model."""
+        for module in self.modules():
+            if isinstance(module, ResidualBlock):
+                module.recompute = enabled
+        return self
 
     def forward(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x: (B, in_channels + 1, H, W) = [image, mask]; t: (B,) int64.

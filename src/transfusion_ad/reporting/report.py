@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from transfusion_ad.core.metrics import METRIC_NAMES, OPTIMISTIC_THRESHOLD_KEY
-from transfusion_ad.core.results_table import AUTHORS_RESULTS
+from transfusion_ad.reporting.results_table import AUTHORS_RESULTS
 
 FIGURE_CAPTIONS = {
     "roc_curve": "ROC curves on the test set, image level (image scores) and pixel level.",

@@ -69,7 +69,9 @@ class TransFusionPyfunc(PythonModel):
 
     def load_context(self, context: PythonModelContext) -> None:
         from transfusion_ad.core.detector import TransFusionDetector
+        from transfusion_ad.core.device import prepare_cpu
 
+        prepare_cpu()
         config = context.model_config or {}
         self.detector = TransFusionDetector.load(
             context.artifacts[BUNDLE_ARTIFACT],

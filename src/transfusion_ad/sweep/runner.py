@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfusion_ad.core.results_table import Row
+from transfusion_ad.reporting.results_table import Row
 from transfusion_ad.sweep.categories import resolve_categories
 from transfusion_ad.sweep.errors import SweepError
 from transfusion_ad.sweep.project import KedroTarget, dataset_and_root

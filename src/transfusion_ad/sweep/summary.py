@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from transfusion_ad.core.results_table import (
+from transfusion_ad.reporting.results_table import (
     AUTHORS_METRICS,
     AUTHORS_RESULTS,
     TABLE_METRICS,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfusion_ad.core.results_table import TABLE_METRICS, Row
+from transfusion_ad.reporting.results_table import TABLE_METRICS, Row
 from transfusion_ad.sweep.project import KedroTarget
 from transfusion_ad.sweep.state import (
     FAILED,

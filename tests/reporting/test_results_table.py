@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from transfusion_ad.core.results_table import (
+from transfusion_ad.reporting.results_table import (
     AUTHORS_MEANS,
     AUTHORS_METRICS,
     AUTHORS_RESULTS,
