@@ -22,11 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from transfusion_ad.conf_recipes import conf_recipe
 from transfusion_ad.core.losses import SSIM_RANGES, normal_appearance_loss, ssim_factors
-from transfusion_ad.core.recipes import SMALL_RECIPE, model_from_recipe
+from transfusion_ad.core.recipes import model_from_recipe
 from transfusion_ad.data.images import load_image
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data/01_raw/sample/fryum/train/good"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data/01_raw/sample/fryum/train/good"
+SMALL_RECIPE = conf_recipe(ROOT, "quick")  # the small CPU recipe of conf/quick
 
 
 def load_images(count: int, size: int) -> Tensor:

@@ -51,7 +51,6 @@ if str(ROOT) not in sys.path:
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from benchmarks.naive import (  # noqa: E402
@@ -59,6 +58,7 @@ from benchmarks.naive import (  # noqa: E402
     aupro_reference,
     reverse_process_one_by_one,
 )
+from transfusion_ad.conf_recipes import conf_recipe, project_parameters  # noqa: E402
 from transfusion_ad.core.detector import Scoring, TransFusionDetector  # noqa: E402
 from transfusion_ad.core.device import prepare_cpu  # noqa: E402
 from transfusion_ad.core.metrics import aupro  # noqa: E402
@@ -73,11 +73,12 @@ TRAIN_BATCH = 8
 SYNTH_BATCH = 8
 AUPRO_MAPS, AUPRO_SIZE = 500, 256
 PAPER_EPOCHS = 1500
-_ARCHITECTURE = {"channel_mults": (1, 2, 2, 2), "num_res_blocks": 2, "attention_levels": (2, 3)}
+# The paper's recipe from conf/base, and the same architecture at two smaller sizes.
+_PAPER = conf_recipe(ROOT)
 RECIPES: dict[str, dict[str, Any]] = {
-    "smoke": {"image_size": 64, "base_width": 32, **_ARCHITECTURE, "num_steps": 20},
-    "mid": {"image_size": 128, "base_width": 64, **_ARCHITECTURE, "num_steps": 20},
-    "paper": {"image_size": 256, "base_width": 64, **_ARCHITECTURE, "num_steps": 20},
+    "smoke": {**_PAPER, "image_size": 64, "base_width": 32},
+    "mid": {**_PAPER, "image_size": 128},
+    "paper": _PAPER,
 }
 
 
@@ -236,11 +237,8 @@ def _infer_call(spec: dict[str, Any], device: torch.device) -> Callable[[], obje
 
 def _conf_scoring() -> Scoring:
     """The scoring of the project's configuration (conf/base), as a run would use it."""
-    groups = {}
-    for name in ("inference", "evaluation"):
-        text = (ROOT / "conf" / "base" / f"parameters_{name}.yml").read_text()
-        groups[name] = yaml.safe_load(text)[name]
-    return Scoring.from_params(groups["inference"], groups["evaluation"])
+    parameters = project_parameters(ROOT)
+    return Scoring.from_params(parameters["inference"], parameters["evaluation"])
 
 
 def _synth_call(spec: dict[str, Any], device: torch.device) -> Callable[[], object]:

@@ -17,7 +17,13 @@ import requests
 import yaml
 from kedro.io import MemoryDataset
 
+from transfusion_ad.conf_recipes import conf_recipe
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# The recipes as conf/ defines them: the paper's (conf/base) and the small CPU one (conf/quick).
+PAPER_RECIPE = conf_recipe(PROJECT_ROOT)
+SMALL_RECIPE = conf_recipe(PROJECT_ROOT, "quick")
 
 # A recipe small enough for seconds on 2 cores that still has every mechanism of the method;
 # pass as runtime params (`--env quick` plus these).

@@ -13,9 +13,9 @@ import mlflow
 import pytest
 import torch
 from kedro.framework.session import KedroSession
-from support import tracking_uri
+from support import SMALL_RECIPE, tracking_uri
 
-from transfusion_ad.core.recipes import SMALL_RECIPE, model_from_recipe
+from transfusion_ad.core.recipes import model_from_recipe
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import AnomalySynthesizer
 from transfusion_ad.core.trainer import NonFiniteLossError, TrainConfig, Trainer

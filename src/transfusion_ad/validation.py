@@ -10,16 +10,17 @@ from typing import Any
 
 import yaml
 
+from transfusion_ad.core.foreground import FOREGROUND_MODES
 from transfusion_ad.core.identity import flatten
 from transfusion_ad.core.losses import SSIM_RANGES
 from transfusion_ad.core.protocol import PROTOCOLS
+from transfusion_ad.core.resize import RESOLUTIONS
+from transfusion_ad.core.sampler import MASK_DIVISORS
+from transfusion_ad.core.train_config import BATCH_SIZE_RULE, MIN_BATCH_SIZE
 from transfusion_ad.core.training_folder import LOCK_MODES, RESUME_MODES
+from transfusion_ad.data.index import LAYOUTS
 
 DATASETS = ("mvtec_ad", "visa", "folder")
-LAYOUTS = ("auto", "mvtec", "visa_1cls", "folder", "visa_raw")
-FOREGROUND_MODES = ("estimate", "folder", "none")
-RESOLUTIONS = ("model", "native")
-MASK_DIVISORS = ("paper", "steps")
 
 
 class ParameterError(ValueError):
@@ -65,8 +66,8 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ),
     (
         "training.batch_size",
-        lambda v: _is_int(v) and v >= 2,
-        "an integer >= 2 (each batch needs one anomalous and one normal sample)",
+        lambda v: _is_int(v) and v >= MIN_BATCH_SIZE,
+        BATCH_SIZE_RULE,
     ),
     ("training.epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("training.lr", lambda v: _is_number(v) and v > 0, "a number > 0"),

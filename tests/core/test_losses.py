@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.signal import convolve2d
+from support import SMALL_RECIPE
 
 from transfusion_ad.core.losses import (
     LossWeights,
@@ -10,7 +11,7 @@ from transfusion_ad.core.losses import (
     ssim_factors,
     transfusion_loss,
 )
-from transfusion_ad.core.recipes import SMALL_RECIPE, model_from_recipe
+from transfusion_ad.core.recipes import model_from_recipe
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.unet import TransFusionUNet
 from transfusion_ad.data.images import load_image

@@ -1,17 +1,23 @@
+"""The recipes conf/ defines (the paper's in conf/base, the small CPU one in conf/quick) and the
+network each describes."""
+
 import pytest
 import torch
+from support import PAPER_RECIPE, SMALL_RECIPE
 
-from transfusion_ad.core.recipes import PAPER_RECIPE, SMALL_RECIPE, model_from_recipe
+from transfusion_ad.core.recipes import model_from_recipe
 from transfusion_ad.core.unet import TransFusionUNet
 
 
 def test_paper_recipe_is_the_published_configuration():
+    # docs/method.md §4, §5: 256 px, width 64, multipliers (1, 2, 2, 2), 2 blocks, attention at
+    # levels 2 and 3 (and the middle), T = 20.
     assert PAPER_RECIPE == {
         "image_size": 256,
         "base_width": 64,
-        "channel_mults": (1, 2, 2, 2),
+        "channel_mults": [1, 2, 2, 2],
         "num_res_blocks": 2,
-        "attention_levels": (2, 3),
+        "attention_levels": [2, 3],
         "num_steps": 20,
     }
     assert model_from_recipe(PAPER_RECIPE).config == TransFusionUNet().config

@@ -1,8 +1,9 @@
 import pytest
 import torch
+from support import SMALL_RECIPE
 from torch import Tensor, nn
 
-from transfusion_ad.core.recipes import SMALL_RECIPE, model_from_recipe
+from transfusion_ad.core.recipes import model_from_recipe
 from transfusion_ad.core.sampler import reverse_process
 from transfusion_ad.core.schedule import TransparencySchedule
 

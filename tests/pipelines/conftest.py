@@ -6,41 +6,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kedro.config import OmegaConfigLoader
 from kedro.framework.startup import bootstrap_project
 from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
-from support import KeptMemoryDataset
+from support import TINY_RUNTIME, KeptMemoryDataset
 
+from transfusion_ad.conf_recipes import project_parameters
+from transfusion_ad.core.identity import flatten
 from transfusion_ad.data import index_category
 from transfusion_ad.pipeline_registry import register_pipelines
-from transfusion_ad.settings import CONFIG_LOADER_ARGS
 
-# Small enough for seconds on 2 cores, and still every mechanism of the method.
-TINY = {
-    "image_size": 32,
-    "model.base_width": 32,
-    "model.channel_mults": [1, 2],
-    "model.num_res_blocks": 1,
-    "model.attention_levels": [1],
-    "model.num_steps": 6,
-    "training.epochs": 1,
-    "training.progress": False,
-    "training.resume": False,
-    "evaluation.box_size": 3,
-}
+# The tests' tiny recipe (support.TINY_RUNTIME), one epoch, never resumed.
+TINY = {**flatten(TINY_RUNTIME), "training.epochs": 1, "training.resume": False}
 
 
 def load_parameters(project_root, overrides: dict[str, Any]) -> dict[str, Any]:
     """The parameters a `kedro run --env quick --params ...` would see."""
-    args = {k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"}
-    loader = OmegaConfigLoader(
-        conf_source=str(project_root / "conf"),
-        env="quick",
-        runtime_params=overrides,
-        **args,
-    )
-    return loader["parameters"]
+    return project_parameters(project_root, "quick", overrides)
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:

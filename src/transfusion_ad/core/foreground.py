@@ -25,7 +25,7 @@ _BORDER_FRACTION = 0.05  # width of the border strip that models the background
 _BORDER_TRIM = 0.8  # fraction of border pixels (closest to the median) that fit the model
 _COMPONENT_FRACTION = 0.1  # keep components at least this fraction of the largest one
 _MIN_COVER, _MAX_COVER = 0.01, 0.99  # outside this range an estimate is degenerate
-_MODES = ("estimate", "folder", "none")
+FOREGROUND_MODES = ("estimate", "folder", "none")
 # File names a mask may have, for an image of stem s: s.png, s_mask.png, or the authors' s.JPG.
 _MASK_SUFFIXES = (".png", "_mask.png", ".PNG", ".JPG", ".jpg")
 # The authors' release tree: <root>/<name>_masks/<category>/train/good/ (spec §1.4).
@@ -207,8 +207,9 @@ def foreground_masks(
     gives all ones (texture categories). size: an int (square) or (h, w); by default the size
     of the images, which must then agree. Masks are resized to ``size`` and then dilated 5×5.
     """
-    if mode not in _MODES:
-        raise ValueError(f"unknown foreground mode {mode!r}; use one of {', '.join(_MODES)}")
+    if mode not in FOREGROUND_MODES:
+        choices = ", ".join(FOREGROUND_MODES)
+        raise ValueError(f"unknown foreground mode {mode!r}; use one of {choices}")
     if mode == "folder":
         if folder is None or stems is None:
             raise ValueError("foreground mode 'folder' needs both folder= and stems=")

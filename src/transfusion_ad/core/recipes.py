@@ -1,30 +1,11 @@
-"""Model/schedule recipes as plain data: the paper's configuration and a small CPU one that keeps
-every mechanism (positional channel, attention at the two lowest levels and in the middle, all
-three heads, T = 20)."""
+"""The network a recipe describes. The recipes themselves (the paper's, the small CPU one) are
+conf/'s, read by transfusion_ad.conf_recipes or recorded in a model bundle."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from transfusion_ad.core.unet import TransFusionUNet
-
-PAPER_RECIPE: dict[str, Any] = {
-    "image_size": 256,
-    "base_width": 64,
-    "channel_mults": (1, 2, 2, 2),
-    "num_res_blocks": 2,
-    "attention_levels": (2, 3),
-    "num_steps": 20,
-}
-
-SMALL_RECIPE: dict[str, Any] = {
-    "image_size": 64,
-    "base_width": 32,
-    "channel_mults": (1, 2, 2),
-    "num_res_blocks": 1,
-    "attention_levels": (1, 2),
-    "num_steps": 20,
-}
 
 _MODEL_KEYS = ("base_width", "channel_mults", "num_res_blocks", "attention_levels")
 
