@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from kedro.framework.session import KedroSession
+from kedro.io import DatasetError
 from support import TINY_RUNTIME, tracking_uri
 
 from transfusion_ad.validation import ParameterError
@@ -51,7 +52,7 @@ def test_missing_dataset_stops_at_once_with_data_layer_error(project_copy):
     params = {"mlflow_tracking_uri": tracking_uri(project_copy), "category": "capsule"}
     with (
         KedroSession.create(project_path=project_copy, runtime_params=params) as session,
-        pytest.raises(Exception, match="does not exist.*Download MVTec AD") as error,
+        pytest.raises(DatasetError, match="does not exist.*Download MVTec AD") as error,
     ):
         session.run(pipeline_names=["train_eval"])
     assert "mvtec_ad" in str(error.value)

@@ -15,6 +15,7 @@ from kedro.framework.session import KedroSession
 from support import TINY_RUNTIME, tracking_uri
 
 from transfusion_ad.core.metrics import IMAGE_METRICS, PIXEL_METRICS
+from transfusion_ad.data import DataLayoutError
 
 pytestmark = pytest.mark.slow
 SAMPLE = "data/01_raw/sample/fryum"
@@ -93,7 +94,7 @@ def test_some_masks_give_pixel_metrics_on_the_images_that_have_them(project_copy
     assert metrics["image_metrics_images"] == 35
     assert metrics["pixel_metrics_images"] == 10 + 12
     assert 0.0 <= metrics["pixel_auroc"] <= 1.0 and metrics["not_computed"] == {}
-    with pytest.raises(Exception, match=r"13 anomalous test image\(s\) have no mask"):
+    with pytest.raises(DataLayoutError, match=r"13 anomalous test image\(s\) have no mask"):
         _run(project_copy, root, data={"require_masks": True})
 
 

@@ -9,14 +9,11 @@ replayed from the torch generator the way the library documents drawing them).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.naive import NaiveSynthesizer, aupro_reference, reverse_process_one_by_one
 from benchmarks.naive import ops as naive_ops

@@ -260,7 +260,7 @@ def test_predictions_dataset_keeps_versions_and_never_a_half_written_one(tmp_pat
     def fail() -> np.ndarray:
         raise RuntimeError("render failed")
 
-    with pytest.raises(Exception, match="render failed"):
+    with pytest.raises(DatasetError, match="render failed"):
         broken.save({"scores": frame, "overlays": {"a.png": fail}, "masks": {}})
     assert [p.name for p in (tmp_path / "p").iterdir()] == ["2026-01-01T00.00.00.000Z"]
     loaded = PredictionsDataset(str(tmp_path / "p"), version=Version(None, None)).load()
