@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.naive.geometry import rotate_image
+from transfusion_ad.core import augment
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _LEVELS = np.arange(256, dtype=np.float32)
@@ -148,17 +149,9 @@ def affine_rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     return _to_uint8(rotate_image(image.astype(np.float32), degrees, order=1))
 
 
+# The NumPy twin of every operation of the library, under the library's names and order.
 OPERATIONS: dict[str, Callable[..., np.ndarray]] = {
-    "gamma_contrast": gamma_contrast,
-    "multiply_and_add_to_brightness": multiply_and_add_to_brightness,
-    "enhance_sharpness": enhance_sharpness,
-    "add_to_hue_and_saturation": add_to_hue_and_saturation,
-    "solarize": solarize,
-    "posterize": posterize,
-    "invert": invert,
-    "autocontrast": autocontrast,
-    "equalize": equalize,
-    "affine_rotate": affine_rotate,
+    name: globals()[name] for name in augment.OPERATIONS
 }
 
 

@@ -30,13 +30,8 @@ TOL = {"atol": 1e-4, "rtol": 1e-4}
 SMALL = {"base_width": 32, "channel_mults": (1, 2), "num_res_blocks": 1, "attention_levels": (0, 1)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on a busy CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one thread avoids OpenMP contention on a busy CI machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _twin_models(**config) -> tuple[TransFusionUNet, TransFusionUNet]:

@@ -17,16 +17,6 @@ from transfusion_ad.core.unet import TransFusionUNet
 from transfusion_ad.data.images import load_image
 
 
-@pytest.fixture
-def one_thread():
-    """Training/sampling a model with two OpenMP threads on a shared 2-core machine can be 100x
-    slower (threads spin waiting for each other); one thread keeps these tests fast everywhere."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _reference_ssim(pred: np.ndarray, target: np.ndarray, dynamic_range: float) -> float:
     """Independent SSIM: scipy 'same' convolution (zero fill) with the 11x11, sigma 1.5 Gaussian."""
     coords = np.arange(11) - 5
@@ -269,22 +259,12 @@ def test_step_loss_back_propagates_only_through_the_appearance_heads():
 def test_small_model_overfits_one_fixed_batch(one_thread):
     torch.manual_seed(0)
     model = model_from_recipe(SMALL_RECIPE)
-    schedule, x0, mask, target, t, x_t = _scene(batch=2, size=32, seed=1)
+    scene = _scene(batch=2, size=32, seed=1)
+    _, _, mask, _, t, x_t = scene
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3)
     history = []
     for _ in range(15):
-        logits, anomaly, normal = model(torch.cat((x_t, mask), dim=1), t)
-        losses = transfusion_loss(
-            logits,
-            anomaly,
-            normal,
-            x_t=x_t,
-            x0=x0,
-            mask=mask,
-            anomaly_target=target,
-            t=t,
-            schedule=schedule,
-        )
+        losses = _loss(*model(torch.cat((x_t, mask), dim=1), t), scene)
         optimiser.zero_grad()
         losses["total"].backward()
         optimiser.step()

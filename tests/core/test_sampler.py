@@ -8,16 +8,6 @@ from transfusion_ad.core.sampler import reverse_process
 from transfusion_ad.core.schedule import TransparencySchedule
 
 
-@pytest.fixture
-def one_thread():
-    """Training/sampling a model with two OpenMP threads on a shared 2-core machine can be 100x
-    slower (threads spin waiting for each other); one thread keeps these tests fast everywhere."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class OracleModel(nn.Module):
     """Knows the truth: returns ε̂ = β_t·M⊙A, n̂ = x0 and logits that binarise to M, and records
     the masks it is fed so the test can check the feedback loop."""

@@ -79,6 +79,11 @@ def sweep(project: Path, *args: str) -> int:
     return main(["sweep", "--project-path", str(project), "--dataset", "folder", *args])
 
 
+def shrunk_sweep(project: Path, *args: str) -> int:
+    """``sweep`` with the quick recipe shrunk to seconds (``SHRUNK``)."""
+    return sweep(project, *args, "--env", "quick", "--params", shrunk_params(project))
+
+
 def shrunk_params(project: Path) -> str:
     return f"{SHRUNK},data_root=roots,mlflow_tracking_uri=sqlite:///{project}/mlflow.db"
 
@@ -121,15 +126,7 @@ def children_of(project: Path, parent_run_id: str) -> list:
 def swept(local_ray, sweep_project):
     """One sweep of fryum and small in parallel: (exit code, wall seconds)."""
     start = time.monotonic()
-    code = sweep(
-        sweep_project,
-        "--categories",
-        "fryum,small",
-        "--env",
-        "quick",
-        "--params",
-        shrunk_params(sweep_project),
-    )
+    code = shrunk_sweep(sweep_project, "--categories", "fryum,small")
     return code, time.monotonic() - start
 
 
@@ -184,16 +181,7 @@ def test_skip_done_tabulates_existing_metrics_without_running(swept, sweep_proje
         c: (reporting(sweep_project) / c / "metrics.json").stat().st_mtime_ns
         for c in ("fryum", "small")
     }
-    code = sweep(
-        sweep_project,
-        "--categories",
-        "small,fryum",
-        "--skip-done",
-        "--env",
-        "quick",
-        "--params",
-        shrunk_params(sweep_project),
-    )
+    code = shrunk_sweep(sweep_project, "--categories", "small,fryum", "--skip-done")
     assert code == 0
     state = read_state(sweep_project)
     assert {o["status"] for o in state["outcomes"].values()} == {"skipped"}
@@ -214,15 +202,7 @@ def test_a_failing_category_does_not_stop_the_other_and_only_failed_reruns_it(
     corrupt = sorted((roots / "broken" / "train" / "good").iterdir())[0]
     original = corrupt.read_bytes()
     corrupt.write_bytes(b"not an image")
-    code = sweep(
-        sweep_project,
-        "--categories",
-        "small,broken",
-        "--env",
-        "quick",
-        "--params",
-        shrunk_params(sweep_project),
-    )
+    code = shrunk_sweep(sweep_project, "--categories", "small,broken")
     assert code == 1
     first = read_state(sweep_project)
     assert first["outcomes"]["small"]["status"] == "succeeded"
@@ -272,17 +252,7 @@ def test_seeds_are_tasks_of_their_own_and_the_summary_gives_mean_and_std(local_r
     assert (
         sweep(sweep_project, "--categories", "small", "--seeds", "0,1", "--params", "seed=1") == 2
     )
-    code = sweep(
-        sweep_project,
-        "--categories",
-        "small",
-        "--seeds",
-        "0,1",
-        "--env",
-        "quick",
-        "--params",
-        shrunk_params(sweep_project),
-    )
+    code = shrunk_sweep(sweep_project, "--categories", "small", "--seeds", "0,1")
     assert code == 0
     state = read_state(sweep_project)
     assert state["seeds"] == [0, 1]
