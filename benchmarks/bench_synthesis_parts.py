@@ -31,7 +31,7 @@ from benchmarks.naive import NaiveSynthesizer  # noqa: E402
 from benchmarks.naive import ops as naive_ops  # noqa: E402
 from benchmarks.naive.geometry import rotate_image  # noqa: E402
 from benchmarks.naive.synthesis import rand_perlin_2d, tile_shuffle  # noqa: E402
-from benchmarks.run import _images, _texture_bank, _texture_files  # noqa: E402
+from benchmarks.workloads import random_images, texture_bank, texture_files  # noqa: E402
 from transfusion_ad.core import augment  # noqa: E402
 from transfusion_ad.core.device import prepare_cpu  # noqa: E402
 from transfusion_ad.core.synthesis import AnomalySynthesizer, _tile_shuffle, perlin_noise  # noqa: E402
@@ -57,7 +57,7 @@ def parts(size: int) -> list[tuple[str, Callable[[], object], Callable[[], objec
     """(name, batched torch call, per-sample NumPy call) for every part of one batch."""
     generator = torch.Generator().manual_seed(0)
     rng = np.random.default_rng(0)
-    x0 = _images(2 * ANOMALOUS, size, torch.device("cpu"))
+    x0 = random_images(2 * ANOMALOUS, size, torch.device("cpu"))
     images = ((x0[:ANOMALOUS] + 1.0) * 127.5).round().to(torch.uint8)
     arrays = [image.permute(1, 2, 0).numpy().copy() for image in images]
     noise = perlin_noise(ANOMALOUS, size, size, generator=generator)
@@ -79,8 +79,8 @@ def parts(size: int) -> list[tuple[str, Callable[[], object], Callable[[], objec
 
     foreground = torch.ones(2 * ANOMALOUS, 1, size, size)
     t = torch.randint(1, 20, (2 * ANOMALOUS,), generator=generator)
-    synthesizer = AnomalySynthesizer(_texture_bank(size, torch.device("cpu")), num_steps=20)
-    naive_synthesizer = NaiveSynthesizer(_texture_files(), num_steps=20, seed=0)
+    synthesizer = AnomalySynthesizer(texture_bank(size, torch.device("cpu")), num_steps=20)
+    naive_synthesizer = NaiveSynthesizer(texture_files(), num_steps=20, seed=0)
     return [
         (
             "Perlin noise, 4 maps",

@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 
 import mlflow
+import pytest
 from kedro.framework.session import KedroSession
 from support import start_in_own_group, tracking_uri, wait_for_glob
 
 from transfusion_ad.core.bundle import load_bundle
 from transfusion_ad.core.recipes import model_from_recipe
+
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
 
 EPOCHS = 6
 

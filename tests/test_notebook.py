@@ -16,6 +16,8 @@ from kedro.framework.session import KedroSession
 from nbclient import NotebookClient
 from support import inside, tracking_uri
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 NOTEBOOK = "transfusion_ad_demo.ipynb"
 KERNEL = "transfusion-ad-test"
 

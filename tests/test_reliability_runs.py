@@ -21,6 +21,8 @@ from transfusion_ad.core.synthesis import AnomalySynthesizer
 from transfusion_ad.core.trainer import NonFiniteLossError, TrainConfig, Trainer
 from transfusion_ad.data import TrainingImages, index_category, load_images
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 
 def test_non_finite_loss_stops_naming_epoch_and_step_and_fails_the_mlflow_run(project_copy):
     uri = tracking_uri(project_copy)

@@ -17,6 +17,8 @@ from support import TINY_RUNTIME, tracking_uri
 
 from transfusion_ad.validation import ParameterError
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 
 def test_quick_train_eval_end_to_end(project_copy):
     uri = tracking_uri(project_copy)

@@ -256,6 +256,7 @@ def test_step_loss_back_propagates_only_through_the_appearance_heads():
     assert normal.grad.abs().sum() > 0
 
 
+@pytest.mark.slow  # trains a model
 def test_small_model_overfits_one_fixed_batch(one_thread):
     torch.manual_seed(0)
     model = model_from_recipe(SMALL_RECIPE)

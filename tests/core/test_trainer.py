@@ -28,6 +28,8 @@ from transfusion_ad.core.trainer import (
 )
 from transfusion_ad.core.unet import TransFusionUNet
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 SIZE = 32
 LOSS_KEYS = {"total", "anomaly", "mask", "normal", "step"}
 

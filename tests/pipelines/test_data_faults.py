@@ -17,6 +17,8 @@ from transfusion_ad.data import UnreadableImageError, index_category, load_image
 from transfusion_ad.pipelines.data_ingestion import create_pipeline
 from transfusion_ad.pipelines.data_ingestion.nodes import record_skipped_images
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 DATA = {"holdout_fraction": 0.2, "holdout_min": 2, "skip_unreadable": False}
 
 

@@ -16,6 +16,8 @@ from transfusion_ad.pipelines.anomaly_synthesis.nodes import build_texture_bank
 from transfusion_ad.pipelines.evaluation.nodes import calibrate
 from transfusion_ad.pipelines.predict.nodes import score_images
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 
 def test_paper_trains_on_all_of_train_good(paper_catalog):
     manifest = paper_catalog.load("manifest")

@@ -28,6 +28,8 @@ from transfusion_ad.pipelines.predict.nodes import (
     score_images,
 )
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 CORRUPT = "bad/zz_corrupt.png"
 NO_OVERRIDE = {"image": None, "pixel": None}
 

@@ -12,6 +12,8 @@ from PIL import Image
 from transfusion_ad.core.bundle import check_recipe, load_bundle
 from transfusion_ad.core.detector import TransFusionDetector
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 
 def test_data_ingestion_outputs(staged_catalog):
     manifest = staged_catalog.load("manifest")

@@ -16,6 +16,8 @@ from support import free_port, start_in_own_group, stop_group, tracking_uri, wai
 
 from transfusion_ad.serving.mlflow_model import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 NAME = "transfusion_ad-visa-fryum"
 
 

@@ -18,6 +18,8 @@ from transfusion_ad.commands import main
 from transfusion_ad.core.bundle import build_network, load_bundle
 from transfusion_ad.serving.score_files import EXIT_ANOMALOUS, EXIT_OK, EXIT_USAGE
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 
 def _evaluated(project: Path) -> dict[str, float]:
     maps = next((project / "data/07_model_output/visa/fryum").glob("anomaly_maps.pt/*/*"))

@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 from support import free_port, start_in_own_group, stop_group, wait_for_http
 
+pytestmark = pytest.mark.slow  # trains a model or runs a pipeline
+
 gradio_client = pytest.importorskip("gradio_client")
 
 
