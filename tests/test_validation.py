@@ -66,11 +66,19 @@ def test_paper_recipe_is_valid():
         ("training.lr", 0, "> 0"),
         ("losses.normal_ssim_range", "0-1", "unit, signed"),
         ("protocol", "authors", "default, paper"),
+        ("inference.num_steps", 1, "an integer >= 2"),
+        ("inference.early_exit", 0, "an integer >= 1"),
     ],
 )
 def test_each_rule_names_key_value_and_rule(key, value, rule):
     with pytest.raises(ParameterError, match=rf"'{key}' is {value!r} but must be .*{rule}"):
         validate_parameters(_with(key, value))
+
+
+def test_more_reverse_calls_than_steps_is_refused():
+    with pytest.raises(ParameterError, match=r"'inference.num_steps' is 19 .* <= 18"):
+        validate_parameters(_with("inference.num_steps", 19))
+    validate_parameters(_with("inference.num_steps", 18))
 
 
 def test_all_problems_are_listed_at_once():

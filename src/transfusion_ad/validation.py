@@ -84,6 +84,16 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ),
     ("inference.batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     ("inference.mask_divisor", lambda v: v in MASK_DIVISORS, f"one of {', '.join(MASK_DIVISORS)}"),
+    (
+        "inference.num_steps",
+        lambda v: v is None or (_is_int(v) and v >= 2),
+        "null (all T-2 steps, the paper) or an integer >= 2 and <= T-2",
+    ),
+    (
+        "inference.early_exit",
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "null (off, the paper) or an integer >= 1",
+    ),
     ("evaluation.fusion_weight", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("evaluation.box_size", lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "an odd integer >= 1"),
     ("evaluation.fpr_limit", lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
@@ -136,6 +146,13 @@ def validate_parameters(params: dict[str, Any]) -> None:
         present, value = _lookup(params, key)
         if present and not predicate(value):
             problems.append(f"'{key}' is {value!r} but must be {rule}")
+    _, calls = _lookup(params, "inference.num_steps")
+    _, total = _lookup(params, "model.num_steps")
+    if _is_int(calls) and _is_int(total) and calls > total - 2:
+        problems.append(
+            f"'inference.num_steps' is {calls} but the reverse process has only "
+            f"model.num_steps - 2 = {total - 2} steps: use null or an integer <= {total - 2}"
+        )
     present, layout = _lookup(params, "layout")
     if present and layout not in LAYOUTS:
         problems.append(f"'layout' is {layout!r} but must be one of {', '.join(LAYOUTS)}")

@@ -4,7 +4,7 @@ from support import SMALL_RECIPE
 from torch import Tensor, nn
 
 from transfusion_ad.core.recipes import model_from_recipe
-from transfusion_ad.core.sampler import reverse_process
+from transfusion_ad.core.sampler import reverse_process, visited_steps
 from transfusion_ad.core.schedule import TransparencySchedule
 
 
@@ -132,3 +132,71 @@ def test_recorded_steps_replay_the_trajectory(small_model, one_thread):
         torch.testing.assert_close(replay, nxt)
     total = sum(r.mask for r in out.steps)
     torch.testing.assert_close(out.mask, total / 5)
+
+
+def test_visited_steps_are_evenly_spaced_and_keep_both_ends():
+    assert visited_steps(20) == visited_steps(20, 18) == list(range(18, 0, -1))
+    for calls in (12, 9, 6, 4, 3, 2):
+        steps = visited_steps(20, calls)
+        assert len(steps) == calls and steps[0] == 18 and steps[-1] == 1
+        assert all(a > b for a, b in zip(steps, steps[1:], strict=False))
+    assert visited_steps(20, 6) == [18, 15, 11, 8, 4, 1]
+    for bad in (1, 19, 0, True, 2.5):
+        with pytest.raises(ValueError, match="inference.num_steps must be null or an integer"):
+            visited_steps(20, bad)
+
+
+@pytest.mark.parametrize("calls", [18, 9, 4, 2])
+def test_a_strided_process_with_the_summed_delta_beta_peels_the_same_anomaly(calls):
+    # The oracle's ε̂ = β_t·M⊙A: each jump removes Δβ·M⊙(A − x0), the jumps sum to β_{T−2},
+    # so any stride ends where the full process ends, and the span-weighted mask keeps its scale.
+    schedule = TransparencySchedule(20)
+    x0, mask, appearance = _scene()
+    opaque = x0 + mask * (appearance - x0)
+    full = reverse_process(OracleModel(schedule, x0, mask, appearance), schedule, opaque)
+    oracle = OracleModel(schedule, x0, mask, appearance)
+    strided = reverse_process(oracle, schedule, opaque, num_steps=calls)
+    assert oracle.steps == visited_steps(20, calls)
+    torch.testing.assert_close(strided.reconstruction, full.reconstruction, atol=1e-5, rtol=0)
+    torch.testing.assert_close(strided.mask, full.mask, atol=1e-6, rtol=0)
+
+
+def test_the_default_is_bit_identical_to_every_step(small_model, one_thread):
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    schedule = TransparencySchedule(20)
+    default = reverse_process(small_model, schedule, images)
+    explicit = reverse_process(small_model, schedule, images, num_steps=18)
+    assert torch.equal(default.mask, explicit.mask)
+    assert torch.equal(default.reconstruction, explicit.reconstruction)
+
+
+class RowOracle(OracleModel):
+    """The oracle for any subset of its images: a row is recognised by its corner pixel, which
+    lies outside every mask, so the reverse process never changes it."""
+
+    def forward(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        self.fed_masks.append(x[:, 3:].clone())
+        self.steps.append(int(t[0]))
+        rows = [
+            int((self.x0[:, :, 0, 0] == corner).all(dim=1).nonzero()) for corner in x[:, :3, 0, 0]
+        ]
+        mask, appearance = self.mask[rows], self.appearance[rows]
+        return 60.0 * (2 * mask - 1), self.schedule.beta(t) * mask * appearance, self.x0[rows]
+
+
+def test_early_exit_finishes_each_image_on_its_own():
+    schedule = TransparencySchedule(20)
+    x0, mask, appearance = _scene(batch=2)
+    mask[1] = 0  # the second image has nothing to peel: its mask is stable from the first call
+    opaque = x0 + mask * (appearance - x0)
+    full = reverse_process(RowOracle(schedule, x0, mask, appearance), schedule, opaque)
+    oracle = RowOracle(schedule, x0, mask, appearance)
+    early = reverse_process(oracle, schedule, opaque, early_exit=1)
+    # Call 1 (t = 18): both images; the empty one is done. Call 2 (t = 17): the other one alone,
+    # whose mask has not changed since call 1, so it jumps to t = 0.
+    assert oracle.steps == [18, 17]
+    assert [len(fed) for fed in oracle.fed_masks] == [2, 1]
+    torch.testing.assert_close(early.reconstruction, full.reconstruction, atol=1e-5, rtol=0)
+    torch.testing.assert_close(early.mask, full.mask, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="turn early_exit off"):
+        reverse_process(oracle, schedule, opaque, early_exit=1, return_steps=True)

@@ -37,12 +37,16 @@ ImageInput = str | Path | np.ndarray | Image.Image
 @dataclass(frozen=True)
 class Scoring:
     """How soft masks and reconstructions become a map (spec §6, §7): the mask divisor of the
-    reverse process, the fusion weight w and the box-filter side k. Thresholds are calibrated
-    with one Scoring and hold only with it, so calibration records it beside them."""
+    reverse process, the fusion weight w and the box-filter side k, and the reverse process's
+    network calls: ``reverse_steps`` (None: all T−2, the paper) and ``early_exit`` (None: off).
+    Thresholds are calibrated with one Scoring and hold only with it, so calibration records it
+    beside them."""
 
     mask_divisor: str
     fusion_weight: float
     box_size: int
+    reverse_steps: int | None = None
+    early_exit: int | None = None
 
     def __post_init__(self) -> None:
         if self.mask_divisor not in MASK_DIVISORS:
@@ -57,11 +61,15 @@ class Scoring:
             mask_divisor=inference["mask_divisor"],
             fusion_weight=float(evaluation["fusion_weight"]),
             box_size=int(evaluation["box_size"]),
+            reverse_steps=inference.get("num_steps"),
+            early_exit=inference.get("early_exit"),
         )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Scoring:
-        return cls(**{key: values[key] for key in ("mask_divisor", "fusion_weight", "box_size")})
+        """From ``to_dict``'s output; one recorded before the step settings means all steps."""
+        fixed = {key: values[key] for key in ("mask_divisor", "fusion_weight", "box_size")}
+        return cls(**fixed, **{key: values.get(key) for key in ("reverse_steps", "early_exit")})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,7 +192,8 @@ class TransFusionDetector:
 
     def reverse(self, images: Tensor, return_steps: bool = False) -> SamplerOutput:
         """The reverse process on uint8 images (B, 3, S, S); mask, reconstruction and step
-        records come back as float32 on the CPU."""
+        records come back as float32 on the CPU. Step records show every visited step, so
+        early exit is off for them."""
         autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
             if self.precision == "bf16"
@@ -197,6 +206,8 @@ class TransFusionDetector:
                 to_model_range(images).to(self.device),
                 mask_divisor=self.scoring.mask_divisor,
                 return_steps=return_steps,
+                num_steps=self.scoring.reverse_steps,
+                early_exit=None if return_steps else self.scoring.early_exit,
             )
         steps = None
         if output.steps is not None:

@@ -3,6 +3,7 @@ the binarised predicted mask back, and average the soft masks into the anomaly m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +50,21 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def visited_steps(num_steps: int, calls: int | None = None) -> list[int]:
+    """The steps a reverse process visits, from T−2 down to 1: all T−2 of them (``calls`` None,
+    the paper), or ``calls`` of them evenly spaced, both ends included."""
+    last = num_steps - 2
+    if calls is None or calls == last:
+        return list(range(last, 0, -1))
+    if isinstance(calls, bool) or not isinstance(calls, int) or not 2 <= calls <= last:
+        raise ValueError(
+            f"inference.num_steps must be null or an integer in 2..{last} (T-2 network calls at "
+            f"most, from t = T-2 down to 1), got {calls!r}."
+        )
+    spacing = (last - 1) / (calls - 1)
+    return [int(math.floor(last - index * spacing + 0.5)) for index in range(calls)]
+
+
 def reverse_process(
     model: nn.Module,
     schedule: TransparencySchedule,
@@ -56,12 +72,21 @@ def reverse_process(
     *,
     mask_divisor: str = "paper",
     return_steps: bool = False,
+    num_steps: int | None = None,
+    early_exit: int | None = None,
 ) -> SamplerOutput:
     """Run t = T−2 … 1 on a batch of images (B, 3, H, W) in [−1, 1], on the images' device.
 
     The summed soft masks are divided by T−1 ("paper", so the maximum is (T−2)/(T−1)) or by the
-    number of steps T−2 ("steps"). The loop has no host sync; with return_steps the records are
-    kept on the device and copied to the CPU once at the end.
+    number of steps T−2 ("steps"). Without ``early_exit`` the loop has no host sync; with
+    return_steps the records are kept on the device and copied to the CPU once at the end.
+
+    Fewer network calls, both approximations of the paper's process (docs/method.md §6):
+    ``num_steps`` k visits k evenly spaced steps (``visited_steps``); each update jumps to the
+    next visited step with the summed Δβ, and each soft mask counts for the steps it stands
+    for, so the average keeps its scale. ``early_exit`` n finishes an image once its binarised
+    mask has not changed for n calls: its last update jumps to t = 0 and its last soft mask
+    stands for the steps left. Every image exits on its own, whatever its batch holds.
     """
     if mask_divisor not in MASK_DIVISORS:
         raise ValueError(f"mask_divisor must be one of {MASK_DIVISORS}, got {mask_divisor!r}.")
@@ -71,6 +96,16 @@ def reverse_process(
         )
     if images.dim() != 4:
         raise ValueError(f"Expected images (B, C, H, W), got shape {tuple(images.shape)}.")
+    if early_exit is not None and (
+        isinstance(early_exit, bool) or not isinstance(early_exit, int) or early_exit < 1
+    ):
+        raise ValueError(
+            f"inference.early_exit must be null or an integer >= 1, got {early_exit!r}."
+        )
+    if early_exit is not None and return_steps:
+        raise ValueError("Step records need every step of every image: turn early_exit off.")
+    steps = visited_steps(schedule.num_steps, num_steps)
+    strided = len(steps) != schedule.num_steps - 2
     batch, _, height, width = images.shape
     device = images.device
     records: list[tuple[int, Tensor, Tensor, Tensor, Tensor]] = []
@@ -78,20 +113,75 @@ def reverse_process(
         x = images
         mask_in = torch.zeros(batch, 1, height, width, device=device, dtype=images.dtype)
         mask_sum = torch.zeros_like(mask_in)
-        for step in range(schedule.num_steps - 2, 0, -1):
-            t = torch.full((batch,), step, device=device, dtype=torch.int64)
+        exits = _Exits(images, mask_sum, early_exit)
+        for index, step in enumerate(steps):
+            rows = len(x)
+            t = torch.full((rows,), step, device=device, dtype=torch.int64)
             logits, anomaly, normal = model(torch.cat((x, mask_in), dim=1), t)
             soft = torch.sigmoid(logits)
             binary = (soft > 0.5).to(images.dtype)
             if return_steps:
                 records.append((step, x, soft, anomaly, normal))
-            x = schedule.step(x, t, binary, anomaly, normal)
-            mask_sum = mask_sum + soft
+            following = steps[index + 1] if index + 1 < len(steps) else 0
+            t_next = torch.full_like(t, following) if strided else None
+            done = exits.finished(binary, mask_in)
+            if done is not None:
+                t_next = torch.where(done, 0, torch.full_like(t, following))
+            x = schedule.step(x, t, binary, anomaly, normal, t_next)
+            span = 1.0 if t_next is None else (t - t_next).to(images.dtype).view(rows, 1, 1, 1)
+            mask_sum = mask_sum + soft * span
             mask_in = binary
+            if done is not None:
+                x, mask_in, mask_sum = exits.retire(done, x, mask_in, mask_sum)
+                if len(x) == 0:
+                    break
+        reconstruction, mask_sum = exits.outputs(x, mask_sum)
         divisor = schedule.num_steps - 1 if mask_divisor == "paper" else schedule.num_steps - 2
-        steps = (
+        records_out = (
             [StepRecord(s, xt.cpu(), m.cpu(), a.cpu(), n.cpu()) for s, xt, m, a, n in records]
             if return_steps
             else None
         )
-        return SamplerOutput(mask=mask_sum / divisor, reconstruction=x, steps=steps)
+        return SamplerOutput(
+            mask=mask_sum / divisor, reconstruction=reconstruction, steps=records_out
+        )
+
+
+class _Exits:
+    """Early exit's book-keeping: which images still run, how long each mask has been stable,
+    and the outputs of the images that are done (without early exit, nothing happens here)."""
+
+    def __init__(self, images: Tensor, mask_sum: Tensor, patience: int | None) -> None:
+        self.patience = patience
+        if patience is None:
+            return
+        self.active = torch.arange(len(images), device=images.device)
+        self.stable = torch.zeros(len(images), dtype=torch.int64, device=images.device)
+        self.reconstruction = torch.empty_like(images)
+        self.mask_sum = torch.empty_like(mask_sum)
+
+    def finished(self, binary: Tensor, previous: Tensor) -> Tensor | None:
+        """(B_active,) bool: the images whose mask has now been stable for ``patience`` calls."""
+        if self.patience is None:
+            return None
+        same = (binary == previous).flatten(1).all(dim=1)
+        self.stable = torch.where(same, self.stable + 1, 0)
+        return self.stable >= self.patience
+
+    def retire(
+        self, done: Tensor, x: Tensor, mask_in: Tensor, mask_sum: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Keep the finished images' outputs; return the still-running rows."""
+        self.reconstruction[self.active[done]] = x[done]
+        self.mask_sum[self.active[done]] = mask_sum[done]
+        keep = ~done
+        self.active, self.stable = self.active[keep], self.stable[keep]
+        return x[keep], mask_in[keep], mask_sum[keep]
+
+    def outputs(self, x: Tensor, mask_sum: Tensor) -> tuple[Tensor, Tensor]:
+        """(reconstruction, summed soft masks) of every image, in input order."""
+        if self.patience is None:
+            return x, mask_sum
+        self.reconstruction[self.active] = x
+        self.mask_sum[self.active] = mask_sum
+        return self.reconstruction, self.mask_sum

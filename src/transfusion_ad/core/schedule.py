@@ -38,14 +38,25 @@ class TransparencySchedule:
         return x0 + beta * mask * (appearance - x0)
 
     def step(
-        self, x_t: Tensor, t: Tensor, mask: Tensor, anomaly_hat: Tensor, normal_hat: Tensor
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        mask: Tensor,
+        anomaly_hat: Tensor,
+        normal_hat: Tensor,
+        t_next: Tensor | None = None,
     ) -> Tensor:
         """Reverse update x_{t−1} = x_t − (Δβ/β_t)·M⊙ε̂ + Δβ·M⊙n̂ for t >= 1.
 
         ε̂ ≈ β_t·M⊙A is the visible anomaly, so Δβ/β_t of it is removed and Δβ of the normal
         appearance n̂ added back inside the mask; pixels outside the mask are untouched.
+        ``t_next`` (B,), below t, jumps to that step instead of t−1 with the summed
+        Δβ = β_t − β_{t_next} (a strided reverse process, docs/method.md §6).
         x_t, anomaly_hat, normal_hat: (B, 3, H, W); mask: (B, 1, H, W); t: (B,) -> (B, 3, H, W).
         """
         beta = self.beta(t).to(x_t.dtype)
-        delta = self.delta_beta(t).to(x_t.dtype)
+        if t_next is None:
+            delta = self.delta_beta(t).to(x_t.dtype)
+        else:
+            delta = (self.beta(t) - self.beta(t_next)).to(x_t.dtype)
         return x_t - (delta / beta) * mask * anomaly_hat + delta * mask * normal_hat

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from transfusion_ad.core.bundle import build_network, load_bundle
+from transfusion_ad.core.sampler import visited_steps
 from transfusion_ad.core.schedule import TransparencySchedule
 
 ONNX_OPSET = 17
@@ -36,6 +37,12 @@ def export_spec(bundle: dict[str, Any], network_file: str) -> dict[str, Any]:
             "model_bundle that the evaluation wrote."
         )
     divisor = steps - 1 if scoring["mask_divisor"] == "paper" else steps - 2
+    if scoring.get("early_exit") is not None:
+        raise ValueError(
+            "The bundle was calibrated with inference.early_exit, which the exported loop does "
+            "not do: calibrate it with early_exit null (kedro run --pipelines=evaluation), then "
+            "export."
+        )
     return {
         "format_version": 1,
         "network": network_file,
@@ -48,12 +55,13 @@ def export_spec(bundle: dict[str, Any], network_file: str) -> dict[str, Any]:
             "network_input": "concat(x_t, mask_in) on channels: (B, 4, S, S); t: (B,) int64",
         },
         "reverse_loop": {
-            "steps": list(range(steps - 2, 0, -1)),
+            "steps": visited_steps(steps, scoring.get("reverse_steps")),
             "betas": TransparencySchedule(steps).betas.tolist(),
             "update": "x = x - (dbeta_t / beta_t) * M * anomaly + dbeta_t * M * normal, "
-            "dbeta_t = beta_t - beta_(t-1), M = sigmoid(logits) > 0.5",
+            "dbeta_t = beta_t - beta_next, next = the following step (0 after the last), "
+            "M = sigmoid(logits) > 0.5",
             "mask_in": "zeros at the first step, then M of the previous step",
-            "mask": "sum of sigmoid(logits) over the steps / mask_divisor",
+            "mask": "sum of sigmoid(logits) * (t - next) over the steps / mask_divisor",
             "mask_divisor": divisor,
         },
         "fusion": {

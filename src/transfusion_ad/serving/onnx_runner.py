@@ -81,7 +81,8 @@ class OnnxDetector:
         """Images (B, 3, S, S) in [-1, 1] -> (averaged soft mask (B, 1, S, S), reconstruction)."""
         mask_in = np.zeros((len(x), 1, *x.shape[2:]), np.float32)
         mask_sum = np.zeros_like(mask_in)
-        for step in self.steps:
+        for index, step in enumerate(self.steps):
+            following = self.steps[index + 1] if index + 1 < len(self.steps) else 0
             t = np.full(len(x), step, np.int64)
             logits, anomaly, normal = self.session.run(
                 None, {"x": np.concatenate([x, mask_in], axis=1), "t": t}
@@ -89,9 +90,9 @@ class OnnxDetector:
             soft = 1.0 / (1.0 + np.exp(-logits))
             binary = (soft > 0.5).astype(np.float32)
             beta = self.betas[step]
-            delta = beta - self.betas[step - 1]
+            delta = beta - self.betas[following]
             x = x - (delta / beta) * binary * anomaly + delta * binary * normal
-            mask_sum = mask_sum + soft
+            mask_sum = mask_sum + soft * np.float32(step - following)
             mask_in = binary
         return mask_sum / np.float32(self.divisor), x
 
