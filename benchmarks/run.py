@@ -8,7 +8,7 @@ blocks that recompute GroupNorm+SiLU in the backward pass, channels_last on the 
 weight gradients from NCHW copies, freed host memory kept in the heap, batched torch synthesis
 on the training device, inference_mode, batched inference); naive = what the
 authors' code does (explicit softmax(QKᵀ)V, contiguous NCHW, per-sample NumPy synthesis with
-texture files decoded per sample, batch-1 inference with autograd on, official AUPRO).
+texture files decoded per sample, batch-1 inference under torch.no_grad, official AUPRO).
 
 Each path runs in its own fresh worker process (forked from a server that has only imported
 the modules); the paths of one measurement take turns call by call (warm-up, then the median of
