@@ -114,7 +114,7 @@ def test_two_categories_trained_at_once_keep_their_own_outputs_and_runs(project_
         for category in ("fryum", "fryum_b")
     }
     logs = {
-        category: process.communicate(timeout=900)[0] for category, process in processes.items()
+        category: process.communicate(timeout=420)[0] for category, process in processes.items()
     }
     for category, process in processes.items():
         assert process.returncode == 0, logs[category][-3000:]
