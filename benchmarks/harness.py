@@ -195,3 +195,20 @@ def measure_group(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             worker.call(keep=index >= warmup)
         results.append(worker.finish())
     return results
+
+
+VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_extensions(source: str = "/proc/cpuinfo") -> str:
+    """The CPU's vector extensions that decide these ratios, e.g. ``"avx2 fma"``: every figure
+    is recorded with them, since fp32 and bf16 speeds differ between AVX2, AVX-512 and AMX."""
+    try:
+        text = Path(source).read_text()
+    except OSError:
+        return "unknown"
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])  # fmt: skip
+    return " ".join(name for name in VECTOR_EXTENSIONS if name in flags) or "none of " + ",".join(
+        VECTOR_EXTENSIONS
+    )

@@ -70,14 +70,42 @@ def _measure(
     }
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """The three metrics and the seconds per image against the network calls (stride rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    strided = sorted((r for r in rows if r["early_exit"] is None), key=lambda r: r["num_steps"])
+    calls = [r["num_steps"] for r in strided]
+    figure, (quality, cost) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for key, label in (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC")):
+        quality.plot(calls, [r[key] for r in strided], marker="o", label=label)
+    quality.plot(calls, [r["aupro"] for r in strided], marker="o", label="AUPRO@0.3")
+    quality.set(xlabel="network calls per image (k)", ylabel="metric", xticks=calls)
+    quality.legend()
+    cost.plot(calls, [r["seconds_per_image"] for r in strided], marker="o", color="black")
+    cost.set(xlabel="network calls per image (k)", ylabel="s per image", xticks=calls)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, required=True, help="model_bundle.pt (or folder)")
-    parser.add_argument("--data-root", type=Path, required=True)
-    parser.add_argument("--category", required=True)
+    parser.add_argument("--bundle", type=Path, help="model_bundle.pt (or its versioned folder)")
+    parser.add_argument("--data-root", type=Path)
+    parser.add_argument("--category")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--json", type=Path, help="write the rows to this JSON file")
+    parser.add_argument("--figure", type=Path, help="draw the curve to this PNG")
+    parser.add_argument("--replot", type=Path, help="only draw --figure from this JSON's rows")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.replot.read_text())["rows"], args.figure)
+        return
+    if not (args.bundle and args.data_root and args.category):
+        parser.error("--bundle, --data-root and --category are needed to measure")
     prepare_cpu()
     bundle = load_bundle(_latest(args.bundle))
     base = Scoring.from_dict(bundle["thresholds"]["scoring"])
@@ -95,6 +123,8 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"batch": args.batch, "rows": rows}, indent=1) + "\n")
+    if args.figure:
+        plot(rows, args.figure)
 
 
 if __name__ == "__main__":

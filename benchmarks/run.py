@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks.flops import NOMINAL_PEAK_GFLOPS, forward_flops, measured_matmul_gflops  # noqa: E402
-from benchmarks.harness import measure_group, rss_mib  # noqa: E402
+from benchmarks.harness import cpu_extensions, measure_group, rss_mib  # noqa: E402
 from benchmarks.tables import print_paper_hours, row, summary, table  # noqa: E402
 from benchmarks.workloads import AUPRO_MAPS, RECIPES, SYNTH_BATCH, TRAIN_BATCH  # noqa: E402
 
@@ -98,8 +98,9 @@ def _plan(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
         group("aupro", "-", [("optimised", AUPRO_MAPS), ("naive", AUPRO_MAPS)],
               warmup=0, repeats=1 if quick else 3)
     )  # fmt: skip
-    tasks = args.tasks.split(",")
-    return [specs for specs in plan if specs[0]["task"] in tasks]
+    tasks, paths = args.tasks.split(","), args.paths.split(",")
+    plan = [[spec for spec in specs if spec["path"] in paths] for specs in plan]
+    return [specs for specs in plan if specs and specs[0]["task"] in tasks]
 
 
 def main() -> None:
@@ -110,6 +111,9 @@ def main() -> None:
     parser.add_argument("--recipes", help="comma-separated subset of smoke,mid,paper")
     parser.add_argument(
         "--tasks", default="train,synth,infer,aupro", help="comma-separated subset to measure"
+    )
+    parser.add_argument(
+        "--paths", default="optimised,naive", help="measure one path only: optimised or naive"
     )
     parser.add_argument(
         "--infer-batches", default="1,8", help="optimised inference batch sizes (default 1,8)"
@@ -138,9 +142,11 @@ def main() -> None:
     }
     peak = measured_matmul_gflops(device)
     nominal = NOMINAL_PEAK_GFLOPS if device.type == "cpu" else peak
+    extensions = cpu_extensions()
     print(
-        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"fp32 GEMM {peak:.0f} GFLOP/s measured, load average {os.getloadavg()[0]:.2f}",
+        f"device {args.device}, CPU extensions {extensions}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, fp32 GEMM {peak:.0f} GFLOP/s measured, load "
+        f"average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     for name, counted in flops.items():
@@ -160,7 +166,7 @@ def main() -> None:
                 failures.append(f"{label}: {result['error']}")
                 print(f"  {failures[-1]}", flush=True)
                 continue
-            rows.append(row(spec, result, flops))
+            rows.append({**row(spec, result, flops), "cpu_extensions": extensions})
             print(
                 f"  {label}: {rows[-1]['seconds']:.4g} s, peak +{rows[-1]['peak_mib']:.0f} MiB "
                 f"(elapsed {time.perf_counter() - start:.0f} s, load {os.getloadavg()[0]:.2f})",
@@ -171,7 +177,8 @@ def main() -> None:
         print(f"not measured: {failure}")
     print_paper_hours(rows)
     if args.json:
-        args.json.write_text(json.dumps({"flops": flops, "gemm_gflops": peak, "rows": rows}))
+        record = {"cpu_extensions": extensions, "flops": flops, "gemm_gflops": peak, "rows": rows}
+        args.json.write_text(json.dumps(record))
     print(f"total {time.perf_counter() - start:.0f} s, load average {os.getloadavg()[0]:.2f}")
     print(summary(rows, max(args.infer_batches)))
 
