@@ -7,7 +7,8 @@ and with early exit (``inference.early_exit``), each scored as the evaluation sc
         --data-root ../shared/data/visa_fryum --category fryum --json benchmarks/reverse_steps.json
 
 Every setting sees the same images, masks (area resize, the default protocol) and fusion; the
-seconds are the reverse process's wall time per image at the given batch size on this machine.
+seconds are the wall time per image of scoring the whole test set at the given batch size on
+this machine, after one untimed batch.
 """
 
 from __future__ import annotations
@@ -16,21 +17,27 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from transfusion_ad.core.bundle import load_bundle
-from transfusion_ad.core.detector import Scoring, TransFusionDetector
-from transfusion_ad.core.device import prepare_cpu
-from transfusion_ad.core.metrics import aupro, image_auroc, pixel_auroc
-from transfusion_ad.core.resize import resize_masks
-from transfusion_ad.data import index_category, load_images, load_mask
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-CALLS = (18, 12, 9, 6, 4, 3)
-EARLY_EXITS = (1, 2, 3)
+from benchmarks.harness import cpu_extensions  # noqa: E402
+from transfusion_ad.core.bundle import load_bundle  # noqa: E402
+from transfusion_ad.core.detector import Scoring, TransFusionDetector  # noqa: E402
+from transfusion_ad.core.device import prepare_cpu  # noqa: E402
+from transfusion_ad.core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
+from transfusion_ad.core.resize import resize_masks  # noqa: E402
+from transfusion_ad.data import index_category, load_images, load_mask  # noqa: E402
+
+# k network calls of the strided process, and "eN" for the full process with early exit N.
+SETTINGS = "18,12,9,6,4,3,e1,e2,e3"
 
 
 def _latest(path: Path) -> Path:
@@ -52,21 +59,50 @@ def _test_set(root: Path, category: str, size: int) -> tuple[torch.Tensor, np.nd
     return images, test["label"].to_numpy(), resize_masks(masks, (size, size))
 
 
+def _scorings(base: Scoring, settings: str) -> list[Scoring]:
+    """One Scoring per item of ``settings`` ("18,6,e2": 18 and 6 calls, early exit 2)."""
+    chosen = []
+    for item in settings.split(","):
+        if item.startswith("e"):
+            chosen.append(dataclasses.replace(base, reverse_steps=None, early_exit=int(item[1:])))
+        else:
+            chosen.append(dataclasses.replace(base, reverse_steps=int(item), early_exit=None))
+    return chosen
+
+
 def _measure(
-    bundle: dict, scoring: Scoring, images: torch.Tensor, labels, masks, batch: int
+    bundle: dict,
+    scoring: Scoring,
+    precision: str,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    masks: np.ndarray,
+    batch: int,
 ) -> dict:
-    detector = TransFusionDetector.load(bundle, "cpu", scoring=scoring)
+    detector = TransFusionDetector.load(bundle, "cpu", precision, scoring=scoring)
+    detector.score_prepared(images[:batch], batch_size=batch)  # warm-up, not timed
     start = time.perf_counter()
     scored = detector.score_prepared(images, batch_size=batch)
     seconds = (time.perf_counter() - start) / len(images)
     maps = scored["maps"].numpy()
+    deviation = {}
+    if precision != "fp32":  # how far the maps and scores move from fp32's
+        reference = TransFusionDetector.load(bundle, "cpu", "fp32", scoring=scoring)
+        exact = reference.score_prepared(images, batch_size=batch)
+        deviation = {
+            "max_score_deviation": float((scored["scores"] - exact["scores"]).abs().max()),
+            "max_map_deviation": float((scored["maps"] - exact["maps"]).abs().max()),
+            "mean_map_deviation": float((scored["maps"] - exact["maps"]).abs().mean()),
+        }
     return {
         "num_steps": scoring.reverse_steps or 18,
         "early_exit": scoring.early_exit,
+        "precision": precision,
         "image_auroc": image_auroc(scored["scores"].numpy(), labels),
         "pixel_auroc": pixel_auroc(maps, masks),
         "aupro": aupro(maps, masks),
         "seconds_per_image": seconds,
+        **deviation,
     }
 
 
@@ -77,14 +113,17 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    strided = sorted((r for r in rows if r["early_exit"] is None), key=lambda r: r["num_steps"])
+    strided = sorted(
+        (r for r in rows if r["early_exit"] is None and r.get("precision", "fp32") == "fp32"),
+        key=lambda r: r["num_steps"],
+    )
     calls = [r["num_steps"] for r in strided]
     figure, (quality, cost) = plt.subplots(1, 2, figsize=(9, 3.4))
     for key, label in (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC")):
         quality.plot(calls, [r[key] for r in strided], marker="o", label=label)
     quality.plot(calls, [r["aupro"] for r in strided], marker="o", label="AUPRO@0.3")
     quality.set(xlabel="network calls per image (k)", ylabel="metric", xticks=calls)
-    quality.legend()
+    quality.legend(loc="center right")
     cost.plot(calls, [r["seconds_per_image"] for r in strided], marker="o", color="black")
     cost.set(xlabel="network calls per image (k)", ylabel="s per image", xticks=calls)
     figure.tight_layout()
@@ -97,6 +136,8 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path)
     parser.add_argument("--category")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--settings", default=SETTINGS, help=f"default {SETTINGS}")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--json", type=Path, help="write the rows to this JSON file")
     parser.add_argument("--figure", type=Path, help="draw the curve to this PNG")
     parser.add_argument("--replot", type=Path, help="only draw --figure from this JSON's rows")
@@ -111,18 +152,17 @@ def main() -> None:
     base = Scoring.from_dict(bundle["thresholds"]["scoring"])
     images, labels, masks = _test_set(args.data_root, args.category, bundle["recipe"]["image_size"])
     print(
-        f"{len(images)} test images, torch {torch.__version__}, {torch.get_num_threads()} "
-        f"threads, load {os.getloadavg()[0]:.2f}",
+        f"{len(images)} test images, CPU extensions {cpu_extensions()}, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
-    settings = [dataclasses.replace(base, reverse_steps=k, early_exit=None) for k in CALLS]
-    settings += [dataclasses.replace(base, reverse_steps=None, early_exit=n) for n in EARLY_EXITS]
     rows = []
-    for scoring in settings:
-        rows.append(_measure(bundle, scoring, images, labels, masks, args.batch))
+    for scoring in _scorings(base, args.settings):
+        rows.append(_measure(bundle, scoring, args.precision, images, labels, masks, args.batch))
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"batch": args.batch, "rows": rows}, indent=1) + "\n")
+        record = {"batch": args.batch, "cpu_extensions": cpu_extensions(), "rows": rows}
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
     if args.figure:
         plot(rows, args.figure)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from transfusion_ad.core.detector import PRECISIONS
 from transfusion_ad.core.foreground import FOREGROUND_MODES
 from transfusion_ad.core.identity import flatten
 from transfusion_ad.core.losses import SSIM_RANGES
@@ -89,6 +90,7 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
         lambda v: v is None or (_is_int(v) and v >= 2),
         "null (all T-2 steps, the paper) or an integer >= 2 and <= T-2",
     ),
+    ("inference.precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     (
         "inference.early_exit",
         lambda v: v is None or (_is_int(v) and v >= 1),

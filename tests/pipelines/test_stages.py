@@ -92,7 +92,13 @@ def test_the_deployable_bundle_is_the_model_with_its_thresholds(staged_catalog):
     model, thresholds = staged_catalog.load("model_checkpoint"), staged_catalog.load("thresholds")
     assert bundle["thresholds"] == thresholds and bundle["training_state"] is None
     assert bundle["identity"] == model["identity"]
-    assert thresholds["scoring"] == {"mask_divisor": "paper", "fusion_weight": 0.95, "box_size": 3}
+    assert thresholds["scoring"] == {
+        "mask_divisor": "paper",
+        "fusion_weight": 0.95,
+        "box_size": 3,
+        "reverse_steps": None,
+        "early_exit": None,
+    }
 
 
 def test_detector_gives_a_test_image_the_score_the_evaluation_gave_it(staged_catalog):

@@ -39,7 +39,10 @@ def score_good_images(
     check_recipe(model_checkpoint, image_size, model)
     files = list_image_files(good_dir, "good_dir")
     detector = TransFusionDetector.load(
-        model_checkpoint, device, scoring=Scoring.from_params(inference, evaluation)
+        model_checkpoint,
+        device,
+        precision=inference["precision"],
+        scoring=Scoring.from_params(inference, evaluation),
     )
     batch = inference["batch_size"]
     maps, scores = [], []

@@ -35,7 +35,10 @@ def run_reverse_process(
             "reconstruction": torch.zeros(0, 3, size, size),
         }
     detector = TransFusionDetector.load(
-        model_checkpoint, device, scoring=Scoring.from_params(inference, evaluation)
+        model_checkpoint,
+        device,
+        precision=inference["precision"],
+        scoring=Scoring.from_params(inference, evaluation),
     )
     masks, reconstructions = [], []
     batch = inference["batch_size"]

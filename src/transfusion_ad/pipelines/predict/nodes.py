@@ -88,6 +88,7 @@ def score_images(
     detector = TransFusionDetector.load(
         model_checkpoint,
         device,
+        precision=inference["precision"],
         scoring=None if "scoring" in thresholds else Scoring.from_params(inference, evaluation),
         thresholds=thresholds,
     )
