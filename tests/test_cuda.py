@@ -94,3 +94,20 @@ def test_a_compiled_network_gives_the_eager_outputs():
     with torch.inference_mode():
         for eager, traced in zip(model(x, t), compiled(x, t), strict=True):
             torch.testing.assert_close(traced, eager, atol=1e-3, rtol=1e-3)
+
+
+def test_deterministic_training_on_cuda_repeats_bit_for_bit():
+    def losses() -> list[float]:
+        synthesizer = AnomalySynthesizer(_images(4, seed=1), num_steps=SMALL_RECIPE["num_steps"])
+        config = TrainConfig(
+            epochs=2, batch_size=4, lr=1e-3, device="cuda", deterministic=True, progress=False
+        )
+        schedule = TransparencySchedule(SMALL_RECIPE["num_steps"])
+        foreground = torch.ones(8, 1, SIZE, SIZE, dtype=torch.bool)
+        trainer = Trainer(_model(), schedule, synthesizer, config)
+        return trainer.fit(TrainingImages(_images(8), foreground)).step_losses
+
+    try:
+        assert losses() == losses()
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -78,6 +78,7 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
         f"one of {', '.join(RESUME_MODES)} (true and false mean auto and never)",
     ),
     ("training.lock", lambda v: v in LOCK_MODES, f"one of {', '.join(LOCK_MODES)}"),
+    ("training.deterministic", lambda v: isinstance(v, bool), "true or false"),
     (
         "losses.normal_ssim_range",
         lambda v: v in SSIM_RANGES,

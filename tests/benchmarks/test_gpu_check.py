@@ -78,7 +78,7 @@ def test_the_cuda_tests_are_collected_and_skipped_here():
         text=True,
         timeout=120,
     )
-    assert "7 tests collected" in collected.stdout, collected.stdout[-2000:]
+    assert "8 tests collected" in collected.stdout, collected.stdout[-2000:]
 
 
 def test_the_summary_checks_the_goals(tmp_path):

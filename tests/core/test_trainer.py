@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -390,3 +391,18 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_the_checkpoint(
     # BatchNorm running statistics saw the bad batch).
     saved = load_checkpoint(checkpoint_path(directory, 2))["model_state"]
     assert all(torch.equal(v, saved[k]) for k, v in trainer.model.named_parameters())
+
+
+def test_deterministic_training_turns_on_deterministic_algorithms(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    try:
+        history = _trainer(epochs=1, deterministic=True).fit(_dataset(4))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+    # On the CPU the run is the same bits either way.
+    assert history.step_losses == _trainer(epochs=1).fit(_dataset(4)).step_losses

@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
 import re
 
 import torch
@@ -95,3 +96,16 @@ def keep_freed_host_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES) and mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
+
+
+def make_deterministic() -> None:
+    """Bit-identical CUDA runs for the rest of the process: deterministic algorithms (an op
+    without a deterministic kernel then raises, naming itself), the cuBLAS workspace setting
+    (read when cuBLAS first starts, so this must run before the first CUDA matmul: it does
+    when training calls it, in a Ray worker too) and cuDNN without benchmark. It costs speed
+    on CUDA; CPU runs are bit-identical without it."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    logger.info("Deterministic algorithms on (training.deterministic: true).")

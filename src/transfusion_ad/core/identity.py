@@ -21,7 +21,16 @@ from torch import Tensor
 # Settings that do not change what a finished epoch computes: they may differ on resume.
 # epochs extends or ends a run (StepLR is indexed by epoch, so epoch k is the same either way).
 RESUMABLE_TRAINING_KEYS = frozenset(
-    {"epochs", "checkpoint_every", "checkpoint_dir", "resume", "lock", "progress", "num_workers"}
+    {
+        "epochs",
+        "checkpoint_every",
+        "checkpoint_dir",
+        "resume",
+        "lock",
+        "progress",
+        "num_workers",
+        "deterministic",
+    }
 )
 # Synthesis settings that only shape the preview figure.
 _PREVIEW_SYNTHESIS_KEYS = frozenset({"preview_count"})

@@ -29,7 +29,9 @@ from transfusion_ad.core.identity import to_plain
 logger = logging.getLogger(__name__)
 
 # Settings that may legitimately change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = frozenset({"epochs", "checkpoint_every", "device", "num_workers", "progress"})
+RESUMABLE_CHANGES = frozenset(
+    {"epochs", "checkpoint_every", "device", "num_workers", "progress", "deterministic"}
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -37,11 +39,7 @@ def seed_everything(seed: int) -> None:
 
     Call it before building the model so its initial weights are reproducible too. On CPU a
     fixed seed gives a bit-identical run. On CUDA, bit-identical runs additionally need
-    ``torch.use_deterministic_algorithms(True)``, ``torch.backends.cudnn.benchmark = False`` (the
-    trainer leaves benchmark off when deterministic algorithms are on),
-    ``torch.backends.cudnn.deterministic = True`` and the environment variable
-    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set before CUDA starts; these cost speed, so they are
-    left to the caller.
+    ``training.deterministic: true`` (core.device.make_deterministic), which costs speed.
     """
     random.seed(seed)
     np.random.seed(seed)

@@ -60,6 +60,7 @@ class TrainConfig:
     progress: bool = True
     loss_weights: LossWeights = field(default_factory=LossWeights)
     normal_ssim_range: str = "unit"
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _require_int("epochs", self.epochs, 1, "an integer >= 1")
@@ -79,6 +80,7 @@ class TrainConfig:
             )
         _require_int("num_workers", self.num_workers, 0, "an integer >= 0")
         _require_bool("progress", self.progress)
+        _require_bool("deterministic", self.deterministic)
         if isinstance(self.loss_weights, dict):
             try:
                 self.loss_weights = LossWeights(**self.loss_weights)

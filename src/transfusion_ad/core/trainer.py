@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from transfusion_ad.core.bundle import make_bundle
 from transfusion_ad.core.checkpoint import save_rotating
-from transfusion_ad.core.device import resolve_device
+from transfusion_ad.core.device import make_deterministic, resolve_device
 from transfusion_ad.core.history import EpochResult, NonFiniteLossError, TrainHistory
 from transfusion_ad.core.identity import to_plain
 from transfusion_ad.core.objective import TrainingObjective
@@ -119,6 +119,8 @@ class Trainer:
         """
         config = self.config
         check_training_set(dataset)
+        if config.deterministic:
+            make_deterministic()
         model = self.model.to(self.device).enable_recompute(self.recompute)
         if self.device.type == "cpu":  # oneDNN convolutions run faster on NHWC (benchmarks/)
             model = model.to(memory_format=torch.channels_last)
