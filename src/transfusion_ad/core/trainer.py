@@ -22,11 +22,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from transfusion_ad.core.bundle import make_bundle
-from transfusion_ad.core.checkpoint import save_rotating
+from transfusion_ad.core.checkpoint import load_checkpoint, save_rotating
 from transfusion_ad.core.device import make_deterministic, resolve_device
 from transfusion_ad.core.history import EpochResult, NonFiniteLossError, TrainHistory
 from transfusion_ad.core.identity import to_plain
-from transfusion_ad.core.objective import TrainingObjective
+from transfusion_ad.core.objective import TrainingObjective, compute_training_loss
 from transfusion_ad.core.resume import (
     TrainingRun,
     check_resumable,
@@ -44,6 +44,8 @@ __all__ = [
     "TrainConfig",
     "TrainHistory",
     "Trainer",
+    "compute_training_loss",
+    "load_checkpoint",
     "seed_everything",
 ]
 
