@@ -192,10 +192,11 @@ def test_loss_weights_accept_a_plain_dict() -> None:
     assert config.loss_weights == LossWeights(mask_focal=2.0)
 
 
-def test_bf16_outside_cuda_is_ignored_with_a_warning() -> None:
-    with pytest.warns(UserWarning, match="bf16"):
-        trainer = _trainer(bf16=True)
-    assert trainer.autocast_dtype is None
+def test_bf16_autocasts_on_the_cpu_and_is_ignored_with_a_warning_elsewhere() -> None:
+    assert _trainer(bf16=True).autocast_dtype == torch.bfloat16
+    assert _trainer().autocast_dtype is None
+    with pytest.warns(UserWarning, match="bf16=True is supported on CUDA and CPUs"):
+        assert TrainConfig(bf16=True).autocast_dtype(torch.device("mps")) is None
 
 
 def test_schedule_and_synthesizer_must_agree_on_num_steps() -> None:

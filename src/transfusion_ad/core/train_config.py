@@ -101,14 +101,16 @@ class TrainConfig:
             )
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
-        """bfloat16 when ``bf16`` is on and the device is CUDA; None (float32) otherwise, with a
-        warning when bf16 was asked for elsewhere."""
+        """bfloat16 when ``bf16`` is on and the device is CUDA or a CPU (fast where it has
+        avx512_bf16 or AMX, emulated and slow elsewhere: benchmarks/README.md); None (float32)
+        otherwise, with a warning when bf16 was asked for on another device."""
         if not self.bf16:
             return None
-        if device.type == "cuda":
+        if device.type in ("cuda", "cpu"):
             return torch.bfloat16
         warnings.warn(
-            f"bf16=True is only supported on CUDA; training in float32 on {device}.", stacklevel=3
+            f"bf16=True is supported on CUDA and CPUs; training in float32 on {device}.",
+            stacklevel=3,
         )
         return None
 

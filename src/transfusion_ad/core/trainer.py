@@ -56,7 +56,7 @@ class Trainer:
     """Trains a TransFusionUNet in place; ``fit`` returns the loss history.
 
     Paper defaults (spec §5): AdamW (torch defaults, weight decay 0.01), StepLR stepped once per
-    epoch, fp32. Optional bf16 autocast on CUDA only (elsewhere ignored with a warning); on CUDA
+    epoch, fp32. Optional bf16 autocast on CUDA and CPUs (elsewhere ignored with a warning); on CUDA
     ``torch.backends.cudnn.benchmark`` is switched on unless deterministic algorithms are enabled
     (see ``seed_everything`` for bit-reproducible CUDA runs). Two speed switches, same values:
     ``recompute`` (``TransFusionUNet.enable_recompute``) and, on the CPU, channels_last weights
