@@ -29,12 +29,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness import cpu_extensions  # noqa: E402
+from transfusion_ad.conf_recipes import project_parameters  # noqa: E402
 from transfusion_ad.core.bundle import load_bundle  # noqa: E402
 from transfusion_ad.core.detector import Scoring, TransFusionDetector  # noqa: E402
 from transfusion_ad.core.device import prepare_cpu  # noqa: E402
 from transfusion_ad.core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
-from transfusion_ad.core.resize import resize_masks  # noqa: E402
-from transfusion_ad.data import index_category, load_images, load_mask  # noqa: E402
+from transfusion_ad.data import index_category  # noqa: E402
+from transfusion_ad.pipelines.data_ingestion.nodes import load_test_set, split_holdout  # noqa: E402
 
 # k network calls of the strided process, and "eN" for the full process with early exit N.
 SETTINGS = "18,12,9,6,4,3,e1,e2,e3"
@@ -48,15 +49,12 @@ def _latest(path: Path) -> Path:
 
 
 def _test_set(root: Path, category: str, size: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """(uint8 images (N, 3, S, S), labels (N,), masks (N, S, S) bool) of the category's test set."""
-    manifest = index_category(root, category)
-    test = manifest[manifest["split"] == "test"].reset_index(drop=True)
-    images = load_images(test["image_path"].tolist(), size).images
-    empty = np.zeros((size, size), bool)
-    masks = [
-        load_mask(path) if isinstance(path, str) and path else empty for path in test["mask_path"]
-    ]
-    return images, test["label"].to_numpy(), resize_masks(masks, (size, size))
+    """(uint8 images (N, 3, S, S), labels (N,), masks (N, S, S) bool) of the category's test set,
+    read as the data_ingestion pipeline reads it (default protocol, conf/base's data settings)."""
+    data = project_parameters(ROOT)["data"]
+    manifest = split_holdout(index_category(root, category), data, seed=0)
+    test = load_test_set(manifest, size, data)
+    return test["images"], test["labels"].numpy(), test["masks"].numpy()
 
 
 def _scorings(base: Scoring, settings: str) -> list[Scoring]:

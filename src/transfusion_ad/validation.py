@@ -16,7 +16,7 @@ from transfusion_ad.core.identity import flatten
 from transfusion_ad.core.losses import SSIM_RANGES
 from transfusion_ad.core.protocol import PROTOCOLS
 from transfusion_ad.core.resize import RESOLUTIONS
-from transfusion_ad.core.sampler import MASK_DIVISORS
+from transfusion_ad.core.sampler import MASK_DIVISORS, MIN_EARLY_EXIT, MIN_REVERSE_CALLS
 from transfusion_ad.core.train_config import BATCH_SIZE_RULE, MIN_BATCH_SIZE
 from transfusion_ad.core.training_folder import LOCK_MODES, RESUME_MODES
 from transfusion_ad.data.index import LAYOUTS
@@ -88,14 +88,14 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("inference.mask_divisor", lambda v: v in MASK_DIVISORS, f"one of {', '.join(MASK_DIVISORS)}"),
     (
         "inference.num_steps",
-        lambda v: v is None or (_is_int(v) and v >= 2),
-        "null (all T-2 steps, the paper) or an integer >= 2 and <= T-2",
+        lambda v: v is None or (_is_int(v) and v >= MIN_REVERSE_CALLS),
+        f"null (all T-2 steps, the paper) or an integer >= {MIN_REVERSE_CALLS} and <= T-2",
     ),
     ("inference.precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     (
         "inference.early_exit",
-        lambda v: v is None or (_is_int(v) and v >= 1),
-        "null (off, the paper) or an integer >= 1",
+        lambda v: v is None or (_is_int(v) and v >= MIN_EARLY_EXIT),
+        f"null (off, the paper) or an integer >= {MIN_EARLY_EXIT}",
     ),
     ("evaluation.fusion_weight", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("evaluation.box_size", lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "an odd integer >= 1"),

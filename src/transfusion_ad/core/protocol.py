@@ -26,8 +26,8 @@ PROTOCOLS: tuple[str, ...] = (DEFAULT, PAPER)
 # Threshold sources (thresholds["calibration"]["source"]); only TEST_GOOD comes from test images.
 HOLDOUT, TEST_GOOD = "holdout", "test_good"
 
-# Below this image size a recipe is a small CPU recipe and may use the 10 shipped textures.
-TEXTURE_FALLBACK_MAX_SIZE = 255
+# From this image size on (the paper's) a recipe needs DTD; smaller ones may use the 10 shipped.
+DTD_REQUIRED_FROM_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Protocol:
     def requires_dtd(self, image_size: int) -> bool:
         """DTD is required by the paper protocol and by every recipe at 256 px or more; only the
         small CPU recipes may fall back to the shipped textures."""
-        return self.name == PAPER or image_size > TEXTURE_FALLBACK_MAX_SIZE
+        return self.name == PAPER or image_size >= DTD_REQUIRED_FROM_SIZE
 
 
 def thresholds_from_test_set(thresholds: Mapping[str, Any]) -> bool:

@@ -14,6 +14,8 @@ from torch import Tensor, nn
 from transfusion_ad.core.schedule import TransparencySchedule
 
 MASK_DIVISORS = ("paper", "steps")
+MIN_REVERSE_CALLS = 2  # a strided process keeps both ends, t = T-2 and t = 1
+MIN_EARLY_EXIT = 1  # calls a mask must stay unchanged before its image is done
 
 
 @dataclass
@@ -56,10 +58,14 @@ def visited_steps(num_steps: int, calls: int | None = None) -> list[int]:
     last = num_steps - 2
     if calls is None or calls == last:
         return list(range(last, 0, -1))
-    if isinstance(calls, bool) or not isinstance(calls, int) or not 2 <= calls <= last:
+    if (
+        isinstance(calls, bool)
+        or not isinstance(calls, int)
+        or not MIN_REVERSE_CALLS <= calls <= last
+    ):
         raise ValueError(
-            f"inference.num_steps must be null or an integer in 2..{last} (T-2 network calls at "
-            f"most, from t = T-2 down to 1), got {calls!r}."
+            f"inference.num_steps must be null or an integer in {MIN_REVERSE_CALLS}..{last} (T-2 "
+            f"network calls at most, from t = T-2 down to 1), got {calls!r}."
         )
     spacing = (last - 1) / (calls - 1)
     return [int(math.floor(last - index * spacing + 0.5)) for index in range(calls)]
@@ -81,7 +87,7 @@ def reverse_process(
     number of steps T−2 ("steps"). Without ``early_exit`` the loop has no host sync; with
     return_steps the records are kept on the device and copied to the CPU once at the end.
 
-    Fewer network calls, both approximations of the paper's process (docs/method.md §6):
+    Fewer network calls, both approximations of the paper's process (docs/method.md §12.17):
     ``num_steps`` k visits k evenly spaced steps (``visited_steps``); each update jumps to the
     next visited step with the summed Δβ, and each soft mask counts for the steps it stands
     for, so the average keeps its scale. ``early_exit`` n finishes an image once its binarised
@@ -97,10 +103,13 @@ def reverse_process(
     if images.dim() != 4:
         raise ValueError(f"Expected images (B, C, H, W), got shape {tuple(images.shape)}.")
     if early_exit is not None and (
-        isinstance(early_exit, bool) or not isinstance(early_exit, int) or early_exit < 1
+        isinstance(early_exit, bool)
+        or not isinstance(early_exit, int)
+        or early_exit < MIN_EARLY_EXIT
     ):
         raise ValueError(
-            f"inference.early_exit must be null or an integer >= 1, got {early_exit!r}."
+            f"inference.early_exit must be null or an integer >= {MIN_EARLY_EXIT}, got "
+            f"{early_exit!r}."
         )
     if early_exit is not None and return_steps:
         raise ValueError("Step records need every step of every image: turn early_exit off.")

@@ -51,7 +51,7 @@ class TransparencySchedule:
         ε̂ ≈ β_t·M⊙A is the visible anomaly, so Δβ/β_t of it is removed and Δβ of the normal
         appearance n̂ added back inside the mask; pixels outside the mask are untouched.
         ``t_next`` (B,), below t, jumps to that step instead of t−1 with the summed
-        Δβ = β_t − β_{t_next} (a strided reverse process, docs/method.md §6).
+        Δβ = β_t − β_{t_next} (a strided reverse process, docs/method.md §12.17).
         x_t, anomaly_hat, normal_hat: (B, 3, H, W); mask: (B, 1, H, W); t: (B,) -> (B, 3, H, W).
         """
         beta = self.beta(t).to(x_t.dtype)
