@@ -33,6 +33,7 @@ from transfusion_ad.conf_recipes import project_parameters  # noqa: E402
 from transfusion_ad.core.bundle import load_bundle  # noqa: E402
 from transfusion_ad.core.detector import Scoring, TransFusionDetector  # noqa: E402
 from transfusion_ad.core.device import prepare_cpu  # noqa: E402
+from transfusion_ad.core.identity import model_binding  # noqa: E402
 from transfusion_ad.core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
 from transfusion_ad.data import index_category  # noqa: E402
 from transfusion_ad.pipelines.data_ingestion.nodes import load_test_set, split_holdout  # noqa: E402
@@ -159,7 +160,12 @@ def main() -> None:
         rows.append(_measure(bundle, scoring, args.precision, images, labels, masks, args.batch))
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
-        record = {"batch": args.batch, "cpu_extensions": cpu_extensions(), "rows": rows}
+        record = {
+            "batch": args.batch,
+            "cpu_extensions": cpu_extensions(),
+            "model": model_binding(bundle),
+            "rows": rows,
+        }
         args.json.write_text(json.dumps(record, indent=1) + "\n")
     if args.figure:
         plot(rows, args.figure)
