@@ -14,10 +14,11 @@ from transfusion_ad.core.detector import PRECISIONS
 from transfusion_ad.core.foreground import FOREGROUND_MODES
 from transfusion_ad.core.identity import flatten
 from transfusion_ad.core.losses import SSIM_RANGES
+from transfusion_ad.core.objective import T_SAMPLINGS
 from transfusion_ad.core.protocol import PROTOCOLS
 from transfusion_ad.core.resize import RESOLUTIONS
 from transfusion_ad.core.sampler import MASK_DIVISORS, MIN_EARLY_EXIT, MIN_REVERSE_CALLS
-from transfusion_ad.core.train_config import BATCH_SIZE_RULE, MIN_BATCH_SIZE
+from transfusion_ad.core.train_config import BATCH_SIZE_RULE, LR_SCHEDULES, MIN_BATCH_SIZE
 from transfusion_ad.core.training_folder import LOCK_MODES, RESUME_MODES
 from transfusion_ad.data.index import LAYOUTS
 
@@ -79,6 +80,18 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ),
     ("training.lock", lambda v: v in LOCK_MODES, f"one of {', '.join(LOCK_MODES)}"),
     ("training.deterministic", lambda v: isinstance(v, bool), "true or false"),
+    (
+        "training.lr_schedule",
+        lambda v: v in LR_SCHEDULES,
+        f"one of {', '.join(LR_SCHEDULES)} (warm-up needs cosine)",
+    ),
+    ("training.warmup_steps", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    (
+        "training.ema_decay",
+        lambda v: v is None or (_is_number(v) and 0 < v < 1),
+        "null (no weight average, the paper) or a number in (0, 1)",
+    ),
+    ("training.t_sampling", lambda v: v in T_SAMPLINGS, f"one of {', '.join(T_SAMPLINGS)}"),
     (
         "losses.normal_ssim_range",
         lambda v: v in SSIM_RANGES,

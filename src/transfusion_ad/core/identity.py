@@ -32,6 +32,14 @@ RESUMABLE_TRAINING_KEYS = frozenset(
         "deterministic",
     }
 )
+# Training options added after the first checkpoints were written, left out of the identity at
+# their paper values so that those recipes keep their identity (and their checkpoints).
+_OMITTED_AT_DEFAULT = {
+    "lr_schedule": "step",
+    "warmup_steps": 0,
+    "ema_decay": None,
+    "t_sampling": "uniform",
+}
 # Synthesis settings that only shape the preview figure.
 _PREVIEW_SYNTHESIS_KEYS = frozenset({"preview_count"})
 IDENTITY_LENGTH = 12
@@ -74,12 +82,26 @@ def identity_recipe(
         "image_size": image_size,
         **dict(model),
         "seed": seed,
-        "training": {k: v for k, v in training.items() if k not in RESUMABLE_TRAINING_KEYS},
+        "training": _training_identity(training),
         "synthesis": {k: v for k, v in synthesis.items() if k not in _PREVIEW_SYNTHESIS_KEYS},
         "losses": dict(losses),
         "train_data": train_data,
     }
     return flatten(to_plain(nested))
+
+
+def _training_identity(training: Mapping[str, Any]) -> dict[str, Any]:
+    """The training keys that change the weights. With the cosine schedule the number of epochs
+    sets the decay, so it is one of them."""
+    per_run = RESUMABLE_TRAINING_KEYS - (
+        {"epochs"} if training.get("lr_schedule") == "cosine" else set()
+    )
+    return {
+        key: value
+        for key, value in training.items()
+        if key not in per_run
+        and not (key in _OMITTED_AT_DEFAULT and value == _OMITTED_AT_DEFAULT[key])
+    }
 
 
 def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

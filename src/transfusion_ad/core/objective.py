@@ -14,6 +14,37 @@ from transfusion_ad.core.losses import LossWeights, transfusion_loss
 from transfusion_ad.core.schedule import TransparencySchedule
 from transfusion_ad.core.synthesis import AnomalySynthesizer, random_rotation
 
+# How the training transparency t is drawn from 1 ... T-1: uniform (the paper), opaque
+# (p(t) proportional to t: more nearly opaque anomalies), transparent (proportional to T - t).
+T_SAMPLINGS = ("uniform", "opaque", "transparent")
+
+
+def sample_steps(
+    num_steps: int,
+    batch: int,
+    t_sampling: str = "uniform",
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Training steps t in 1 ... T-1 (never 0, the clean image), (B,) int64 on ``device``.
+
+    uniform is the paper's U{1..T-1} (one ``randint`` draw, as before the other forms existed);
+    opaque and transparent weight t linearly towards β = 1 or β = 0 (docs/method.md §12).
+    """
+    if t_sampling == "uniform":
+        return torch.randint(
+            1, num_steps, (batch,), generator=generator, device=device, dtype=torch.int64
+        )
+    steps = torch.arange(1, num_steps, dtype=torch.float32, device=device)
+    if t_sampling == "opaque":
+        weights = steps
+    elif t_sampling == "transparent":
+        weights = num_steps - steps
+    else:
+        raise ValueError(f"t_sampling must be one of {', '.join(T_SAMPLINGS)}, got {t_sampling!r}.")
+    return torch.multinomial(weights, batch, replacement=True, generator=generator) + 1
+
 
 def compute_training_loss(
     model: nn.Module,
@@ -28,20 +59,21 @@ def compute_training_loss(
     rotation_probability: float = 0.3,
     rotation_degrees: float = 20.0,
     autocast_dtype: torch.dtype | None = None,
+    t_sampling: str = "uniform",
 ) -> dict[str, Tensor]:
     """One training objective evaluation for a batch of clean images (the defaults are the
     paper's).
 
     x0: (B, 3, H, W) in [-1, 1]; foreground: (B, 1, H, W) in {0, 1}. Per sample t ~ U{1..T−1}
-    (never 0), then the synthetic anomaly (M, M_a, A), ε = M⊙A, x_t = x0 + β_t·M⊙(A − x0), then
+    (never 0; ``t_sampling`` may weight it, see ``sample_steps``), then the synthetic anomaly
+    (M, M_a, A), ε = M⊙A, x_t = x0 + β_t·M⊙(A − x0), then
     the joint random rotation of (x_t, x0, ε, M, M_a) (spec §2.6), the forward pass on
     concat[x_t, M_a] and the losses against β_t·ε, M and x0. ``autocast_dtype`` runs only the
     network under autocast; synthesis and losses stay float32. Returns the transfusion_loss dict
     of scalar tensors ("total", "anomaly", "mask", "normal", "step").
     """
-    batch = x0.shape[0]
-    t = torch.randint(
-        1, schedule.num_steps, (batch,), generator=generator, device=x0.device, dtype=torch.int64
+    t = sample_steps(
+        schedule.num_steps, x0.shape[0], t_sampling, generator=generator, device=x0.device
     )
     synthetic = synthesizer(x0, foreground, t, generator=generator)
     noise = synthetic.mask * synthetic.appearance
@@ -87,6 +119,7 @@ class TrainingObjective:
     normal_ssim_range: str
     rotation_probability: float
     rotation_degrees: float
+    t_sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.synthesizer.num_steps != self.schedule.num_steps:
@@ -103,6 +136,7 @@ class TrainingObjective:
         synthesizer: AnomalySynthesizer,
         weights: LossWeights,
         normal_ssim_range: str,
+        t_sampling: str = "uniform",
     ) -> TrainingObjective:
         """The objective with the rotation settings of ``synthesizer.config``."""
         return cls(
@@ -112,6 +146,7 @@ class TrainingObjective:
             normal_ssim_range,
             synthesizer.config.rotation_probability,
             synthesizer.config.rotation_degrees,
+            t_sampling,
         )
 
     def __call__(
@@ -135,4 +170,5 @@ class TrainingObjective:
             rotation_probability=self.rotation_probability,
             rotation_degrees=self.rotation_degrees,
             autocast_dtype=autocast_dtype,
+            t_sampling=self.t_sampling,
         )

@@ -25,6 +25,7 @@ from transfusion_ad.core.checkpoint import (
 )
 from transfusion_ad.core.history import TrainHistory
 from transfusion_ad.core.identity import to_plain
+from transfusion_ad.core.optimisation import WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,11 @@ def check_resumable(
             f"epochs or {remedy}."
         )
     saved = state["train_config"]
+    if train_config.get("lr_schedule") == "cosine" and saved.get("epochs") != epochs:
+        raise ValueError(
+            f"Checkpoint {path} follows a cosine schedule over {saved.get('epochs')} epochs, not "
+            f"epochs={epochs}: the decay depends on the run's length; {remedy}."
+        )
     changed = [
         f"{key}: {saved.get(key)!r} -> {value!r}"
         for key, value in to_plain(dict(train_config)).items()
@@ -107,13 +113,17 @@ def check_resumable(
 class TrainingRun:
     """The mutable state of one ``Trainer.fit``: everything a checkpoint must capture. The
     synthesis stream ``generator`` lives on the training device (t, synthesis, rotation); the
-    data-order stream ``data_generator`` on the CPU (DataLoader shuffling)."""
+    data-order stream ``data_generator`` on the CPU (DataLoader shuffling). ``scheduler`` steps
+    once per optimiser step when ``per_step_schedule``, else once per epoch; ``ema`` is the
+    weight average when the recipe keeps one."""
 
     optimizer: Optimizer
     scheduler: LRScheduler
     generator: torch.Generator
     data_generator: torch.Generator
     history: TrainHistory = field(default_factory=TrainHistory)
+    per_step_schedule: bool = False
+    ema: WeightAverage | None = None
 
     def seed(self, seed: int) -> None:
         """A fresh run: every stream seeded from ``seed``."""
@@ -132,10 +142,17 @@ class TrainingRun:
             seed,
         )
         self.history = TrainHistory.from_dict(training_state["history"])
+        if self.ema is not None:
+            if "ema_state" not in training_state:
+                raise ValueError(
+                    "The checkpoint holds no weight average but the recipe keeps one "
+                    "(training.ema_decay); resume=never starts afresh."
+                )
+            self.ema.load_state_dict(training_state["ema_state"])
 
     def state(self, epoch: int) -> dict[str, Any]:
         """The training state after ``epoch``, for a checkpoint."""
-        return capture_training_state(
+        state = capture_training_state(
             epoch,
             self.optimizer,
             self.scheduler,
@@ -143,6 +160,9 @@ class TrainingRun:
             self.data_generator,
             self.history.to_dict(),
         )
+        if self.ema is not None:
+            state["ema_state"] = self.ema.state_dict()
+        return state
 
 
 def capture_training_state(

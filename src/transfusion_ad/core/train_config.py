@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from transfusion_ad.core.losses import SSIM_RANGES, LossWeights
+from transfusion_ad.core.objective import T_SAMPLINGS
 
 MAX_SEED = 2**32 - 1
 # Each batch's first half gets a synthetic anomaly and its second half stays normal (spec §5).
@@ -20,6 +21,9 @@ MIN_BATCH_SIZE = 2
 BATCH_SIZE_RULE = (
     f"an integer >= {MIN_BATCH_SIZE} (each batch needs one anomalous and one normal sample)"
 )
+# step: the paper's StepLR, stepped once per epoch. cosine: linear warm-up over warmup_steps
+# optimiser steps, then a cosine decay to 0 at the run's last step (docs/method.md §12).
+LR_SCHEDULES = ("step", "cosine")
 
 
 def _require_int(name: str, value: object, minimum: int, rule: str) -> None:
@@ -61,6 +65,10 @@ class TrainConfig:
     loss_weights: LossWeights = field(default_factory=LossWeights)
     normal_ssim_range: str = "unit"
     deterministic: bool = False
+    lr_schedule: str = "step"
+    warmup_steps: int = 0
+    ema_decay: float | None = None
+    t_sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         _require_int("epochs", self.epochs, 1, "an integer >= 1")
@@ -93,6 +101,26 @@ class TrainConfig:
             raise ValueError(
                 "TrainConfig.loss_weights must be LossWeights or a dict, got "
                 f"{self.loss_weights!r}."
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"TrainConfig.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                f"{self.lr_schedule!r}."
+            )
+        _require_int("warmup_steps", self.warmup_steps, 0, "an integer >= 0 (optimiser steps)")
+        if self.warmup_steps and self.lr_schedule != "cosine":
+            raise ValueError(
+                f"TrainConfig.warmup_steps={self.warmup_steps} needs lr_schedule 'cosine' (the "
+                "paper's step schedule has no warm-up); set lr_schedule: cosine or warmup_steps: 0."
+            )
+        if self.ema_decay is not None:
+            _require_number(
+                "ema_decay", self.ema_decay, "null or a number in (0, 1)", lambda v: 0 < v < 1
+            )
+        if self.t_sampling not in T_SAMPLINGS:
+            raise ValueError(
+                f"TrainConfig.t_sampling must be one of {', '.join(T_SAMPLINGS)}, got "
+                f"{self.t_sampling!r}."
             )
         if self.normal_ssim_range not in SSIM_RANGES:
             raise ValueError(

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from torch.optim import AdamW
-from torch.optim.lr_scheduler import StepLR
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -27,6 +26,7 @@ from transfusion_ad.core.device import make_deterministic, resolve_device
 from transfusion_ad.core.history import EpochResult, NonFiniteLossError, TrainHistory
 from transfusion_ad.core.identity import to_plain
 from transfusion_ad.core.objective import TrainingObjective, compute_training_loss
+from transfusion_ad.core.optimisation import WeightAverage, make_scheduler
 from transfusion_ad.core.resume import (
     TrainingRun,
     check_resumable,
@@ -56,7 +56,10 @@ class Trainer:
     """Trains a TransFusionUNet in place; ``fit`` returns the loss history.
 
     Paper defaults (spec §5): AdamW (torch defaults, weight decay 0.01), StepLR stepped once per
-    epoch, fp32. Optional bf16 autocast on CUDA and CPUs (elsewhere ignored with a warning); on CUDA
+    epoch, fp32. For short runs (core.optimisation): a cosine schedule with warm-up, stepped per
+    optimiser step, and an EMA of the weights, which is what the fitted model holds at the end
+    (checkpoints hold the optimised weights and the average beside them). Optional bf16
+    autocast on CUDA and CPUs (elsewhere ignored with a warning); on CUDA
     ``torch.backends.cudnn.benchmark`` is switched on unless deterministic algorithms are enabled
     (see ``seed_everything`` for bit-reproducible CUDA runs). Two speed switches, same values:
     ``recompute`` (``TransFusionUNet.enable_recompute``) and, on the CPU, channels_last weights
@@ -91,7 +94,11 @@ class Trainer:
         self.config = config if config is not None else TrainConfig()
         self.device = resolve_device(self.config.device)
         self.objective = TrainingObjective.for_synthesizer(
-            schedule, synthesizer, self.config.loss_weights, self.config.normal_ssim_range
+            schedule,
+            synthesizer,
+            self.config.loss_weights,
+            self.config.normal_ssim_range,
+            self.config.t_sampling,
         )
         self.model = model
         self.schedule = schedule
@@ -128,7 +135,7 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
             torch.backends.cudnn.benchmark = True
-        run = self._prepare(resume)
+        data_generator = torch.Generator()
         loader = DataLoader(
             dataset,
             batch_size=config.batch_size,
@@ -136,9 +143,10 @@ class Trainer:
             num_workers=config.num_workers,
             pin_memory=self.device.type == "cuda",
             drop_last=len(dataset) % config.batch_size == 1,
-            generator=run.data_generator,
+            generator=data_generator,
             persistent_workers=config.num_workers > 0,
         )
+        run = self._prepare(resume, data_generator, len(loader))
         first = run.history.last_epoch + 1
         bar = tqdm(
             total=max(config.epochs - first + 1, 0) * len(loader),
@@ -151,7 +159,8 @@ class Trainer:
         try:
             for epoch in range(first, config.epochs + 1):
                 result = self._train_epoch(epoch, loader, run, bar)
-                run.scheduler.step()
+                if not run.per_step_schedule:
+                    run.scheduler.step()
                 run.history.results.append(result)
                 logger.info(result.summary(config.epochs))
                 if self.checkpoint_dir is not None and (
@@ -165,28 +174,42 @@ class Trainer:
         finally:
             bar.close()
             model.eval()
+        if run.ema is not None:  # the model a recipe with EMA hands on is the average
+            run.ema.copy_to(model)
         return run.history
 
-    def _prepare(self, resume: bool) -> TrainingRun:
-        """Optimiser, scheduler and RNGs: seeded afresh, or restored from the last checkpoint."""
+    def _prepare(
+        self, resume: bool, data_generator: torch.Generator, steps_per_epoch: int
+    ) -> TrainingRun:
+        """Optimiser, scheduler, weight average and RNGs: seeded afresh, or restored from the
+        last checkpoint."""
         config = self.config
         optimizer = AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        scheduler, per_step = make_scheduler(optimizer, config, steps_per_epoch)
         run = TrainingRun(
             optimizer,
-            StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma),
+            scheduler,
             torch.Generator(device=self.device),
-            torch.Generator(),
+            data_generator,
+            per_step_schedule=per_step,
         )
         found = checkpoint_to_resume(self.checkpoint_dir, resume)
         if found is None:
             run.seed(config.seed)
+            run.ema = self._weight_average()
             return run
         path, state = found
         check_resumable(path, state, self.model.config, config.epochs, asdict(config))
         self._last_checkpoint = path
         self.model.load_state_dict(state["model_state"])
+        run.ema = self._weight_average()
         run.restore(state["training_state"], config.seed)
         return run
+
+    def _weight_average(self) -> WeightAverage | None:
+        """A fresh average of the current weights when the recipe keeps one."""
+        decay = self.config.ema_decay
+        return None if decay is None else WeightAverage(self.model, decay)
 
     def _train_epoch(
         self,
@@ -216,6 +239,10 @@ class Trainer:
             run.optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             run.optimizer.step()
+            if run.ema is not None:
+                run.ema.update(self.model)
+            if run.per_step_schedule:
+                run.scheduler.step()
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value
             run.history.step_losses.append(values["total"])
