@@ -112,7 +112,7 @@ def runtime_params(
 ) -> dict[str, Any]:
     """The ``--params`` of one run: the category, the seed, its own folders, then the trial."""
     suffix = run_folder(trial, seed)
-    return {
+    flat = {
         "dataset": dataset,
         "data_root": data_root,
         "category": category,
@@ -122,6 +122,19 @@ def runtime_params(
         "training.progress": False,
         **trial.params,
     }
+    return nest(flat)
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"training.epochs": 11}`` -> ``{"training": {"epochs": 11}}``, as ``--params`` nests."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
 
 
 def done_rows(path: Path) -> list[dict[str, str]]:
@@ -186,7 +199,7 @@ def _training_summary(project: Path, params: Mapping[str, Any]) -> tuple[float, 
 
 
 def _has_checkpoints(project: Path, params: Mapping[str, Any]) -> bool:
-    folder = project / params["training.checkpoint_dir"]
+    folder = project / params["training"]["checkpoint_dir"]
     return folder.exists() and any(folder.rglob("*.pt"))
 
 
