@@ -248,7 +248,7 @@ def search(args: argparse.Namespace) -> Path:
         params = runtime_params(trial, seed, args.data_root, args.category, args.dataset)
         resumed = _has_checkpoints(project, params)
         target = KedroTarget(project, args.env, params)
-        task = CategoryTask(target, args.category, search_id, parent_id, os.cpu_count() or 1)
+        task = CategoryTask(target, args.category, search_id, parent_id, args.threads)
         print(f"[{trial.name} seed {seed}] {trial.about}", flush=True)
         started = time.monotonic()
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
@@ -303,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset", default="visa")
     parser.add_argument("--env", default="quick", help="Kedro environment (default quick)")
     parser.add_argument("--budget-minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all)"
+    )
     parser.add_argument("--trials-file", type=Path, default=TRIALS_FILE)
     parser.add_argument("--project", type=Path, default=ROOT, help="the Kedro project to run")
     parser.add_argument(

@@ -46,7 +46,7 @@ import torch  # noqa: E402
 
 from benchmarks.flops import NOMINAL_PEAK_GFLOPS, forward_flops, measured_matmul_gflops  # noqa: E402
 from benchmarks.harness import cpu_extensions, measure_group, rss_mib  # noqa: E402
-from benchmarks.tables import print_paper_hours, row, summary, table  # noqa: E402
+from benchmarks.tables import authors_table, print_paper_hours, row, summary, table  # noqa: E402
 from benchmarks.workloads import AUPRO_MAPS, RECIPES, SYNTH_BATCH, TRAIN_BATCH  # noqa: E402
 
 
@@ -61,6 +61,7 @@ def _plan(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
         "channels_last": args.channels_last,
         "bf16": args.bf16,
         "compile": args.compile,
+        "num_steps": args.num_steps,
     }
     quick = args.quick
 
@@ -73,12 +74,15 @@ def _plan(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
             for path, batch in batches
         ]  # fmt: skip
 
+    authors = [("authors", TRAIN_BATCH)] if args.authors_repo else []
+    if args.authors_repo:
+        base["authors_repo"] = str(args.authors_repo.resolve())
     plan = []
     for name in recipes:
         once = name == "paper" and cpu  # a 256² step takes minutes on the CPU: measured once
         plan.append(
             group(
-                "train", name, [("optimised", TRAIN_BATCH), ("naive", TRAIN_BATCH)],
+                "train", name, [("optimised", TRAIN_BATCH), ("naive", TRAIN_BATCH), *authors],
                 warmup=0 if once else 1, repeats=1 if once else (2 if quick else 5),
             )
         )  # fmt: skip
@@ -92,6 +96,7 @@ def _plan(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
             continue
         small = name == "smoke" or not cpu
         batches = [("optimised", batch) for batch in args.infer_batches] + [("naive", 1)]
+        batches += [("authors", 1)] if args.authors_repo else []
         repeats = (2 if quick else 3) if small else 1
         plan.append(group("infer", name, batches, warmup=1 if small else 0, repeats=repeats))
     plan.append(
@@ -99,6 +104,8 @@ def _plan(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
               warmup=0, repeats=1 if quick else 3)
     )  # fmt: skip
     tasks, paths = args.tasks.split(","), args.paths.split(",")
+    if args.authors_repo and "authors" not in paths:
+        paths.append("authors")
     plan = [[spec for spec in specs if spec["path"] in paths] for specs in plan]
     return [specs for specs in plan if specs and specs[0]["task"] in tasks]
 
@@ -116,6 +123,12 @@ def main() -> None:
         "--paths", default="optimised,naive", help="measure one path only: optimised or naive"
     )
     parser.add_argument(
+        "--authors-repo",
+        type=Path,
+        help="a CPU-patched checkout of the authors' code: also time it (training step and "
+        "inference), the real anchor of the ratios (benchmarks/authors_path.py)",
+    )
+    parser.add_argument(
         "--infer-batches", default="1,8", help="optimised inference batch sizes (default 1,8)"
     )
     parser.add_argument(
@@ -130,6 +143,11 @@ def main() -> None:
         help="optimised model in NHWC on CUDA too (always on the CPU, the library default)",
     )
     parser.add_argument("--bf16", action="store_true", help="optimised path under bf16 autocast")
+    parser.add_argument(
+        "--num-steps",
+        type=int,
+        help="optimised inference visits k of the T-2 steps (inference.num_steps; default all)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the optimised model")
     parser.add_argument("--json", type=Path, help="also write every record to this JSON file")
     args = parser.parse_args()
@@ -173,6 +191,7 @@ def main() -> None:
                 flush=True,
             )
     print(table(rows, (nominal, peak)))
+    print(authors_table(rows))
     for failure in failures:
         print(f"not measured: {failure}")
     print_paper_hours(rows)

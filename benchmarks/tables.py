@@ -31,6 +31,8 @@ def row(
         work = flops[spec["recipe"]]["train"] * spec["batch"]
     elif spec["task"] == "infer":
         steps = RECIPES[spec["recipe"]]["num_steps"] - 2
+        if spec["path"] == "optimised" and spec.get("num_steps"):
+            steps = spec["num_steps"]
         work = flops[spec["recipe"]]["forward"] * steps
         seconds /= spec["batch"]
     return {
@@ -39,6 +41,8 @@ def row(
         "path": spec["path"],
         "batch": spec["batch"],
         "seconds": seconds,
+        "bf16": bool(spec.get("bf16")) and spec["path"] == "optimised",
+        "network_calls": steps if spec["task"] == "infer" else None,
         "repeats": len(result["times"]),
         "gflops": work / seconds / 1e9 if work else None,
         "peak_mib": result["peak_mib"],
@@ -131,6 +135,27 @@ def summary(rows: list[dict], infer_batch: int) -> str:
         f"synth_speedup={ratio('synth', speed_recipe):.2f} "
         f"train_peak_mem_ratio={ratio('train', largest, memory=True):.2f}"
     )
+
+
+def authors_table(rows: list[dict]) -> str:
+    """The optimised path against the authors' own code measured in the same run (empty when
+    it was not measured): seconds per step or per image, and the ratio authors / optimised."""
+    lines = []
+    for row in rows:
+        authors = _find(rows, row["task"], row["recipe"], "authors")
+        if row["path"] != "optimised" or authors is None:
+            continue
+        label = _UNITS[row["task"]]
+        if row["task"] == "infer":
+            label = f"s / image, optimised batch {row['batch']} vs authors batch 1"
+        lines.append(
+            f"| {row['recipe']} | {label} | {row['seconds']:.3g} | {authors['seconds']:.3g} | "
+            f"{authors['seconds'] / row['seconds']:.2f}× |"
+        )
+    if not lines:
+        return ""
+    header = "| recipe | measure | optimised | authors' code | vs authors |\n|---|---|---|---|---|"
+    return "\n".join([header, *lines])
 
 
 def print_paper_hours(rows: list[dict]) -> None:

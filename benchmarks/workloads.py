@@ -9,6 +9,7 @@ images and the texture bank are shared with ``bench_synthesis_parts.py``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from benchmarks import authors_path
 from benchmarks.naive import (
     NaiveSynthesizer,
     aupro_reference,
@@ -97,6 +99,9 @@ def _train_call(spec: dict[str, Any], device: torch.device) -> Callable[[], obje
     """One training step: synthesis, forward, losses, backward, AdamW, and the loss logging."""
     recipe = RECIPES[spec["recipe"]]
     size, steps = recipe["image_size"], recipe["num_steps"]
+    if spec["path"] == "authors":
+        images = random_images(TRAIN_BATCH, size, device)
+        return authors_path.train_call(recipe, Path(spec["authors_repo"]), texture_files(), images)
     model = _model(spec, device).train()
     schedule = TransparencySchedule(steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
@@ -131,18 +136,21 @@ def _train_call(spec: dict[str, Any], device: torch.device) -> Callable[[], obje
 
 
 def _infer_call(spec: dict[str, Any], device: torch.device) -> Callable[[], object]:
-    """The whole reverse process of a batch: the detector's, or the authors' one image at a time."""
+    """The whole reverse process of a batch: the detector's, the naive one image at a time, or
+    the authors' own code's (one image at a time)."""
     recipe = RECIPES[spec["recipe"]]
+    images = random_images(spec["batch"], recipe["image_size"], device, seed=1)
+    if spec["path"] == "authors":
+        return authors_path.infer_call(recipe, Path(spec["authors_repo"]), texture_files(), images)
     model = _model(spec, device).eval()
     schedule = TransparencySchedule(recipe["num_steps"])
-    images = random_images(spec["batch"], recipe["image_size"], device, seed=1)
     if spec["path"] == "naive":
         return lambda: reverse_process_one_by_one(model, schedule, images)
     detector = TransFusionDetector(
         model,
         schedule,
         recipe["image_size"],
-        _conf_scoring(),
+        dataclasses.replace(_conf_scoring(), reverse_steps=spec.get("num_steps")),
         precision="bf16" if spec.get("bf16") else "fp32",
     )
     pixels = ((images + 1) * 127.5).round().to(torch.uint8)  # the detector's input
