@@ -8,7 +8,9 @@
 #   3. benchmarks/run.py at the paper recipe, optimised path, with bf16 and with torch.compile:
 #      training step, synthesis per batch, inference per image at batch 1 and 32;
 #   4. a short training of the paper recipe (conf/base: 256 px, width 64) on the shipped sample
-#      with bf16 and lr 1e-4, whose loss must fall.
+#      with bf16 and lr 1e-4, whose loss must fall;
+#   5. a short train_eval run of conf/fast (the paper network with the short-run schedule of
+#      benchmarks/recipe_search.md) on the shipped sample: its metrics and wall time.
 #
 #   bash benchmarks/gpu_check.sh                 # everything, into ${OUT:-benchmarks/gpu_check}
 #   bash benchmarks/gpu_check.sh --dry-run       # print the steps, run nothing (works anywhere)
@@ -17,12 +19,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
-  echo "options: --out DIR  --epochs N (training, default 30)  --skip-compile  --dry-run  --help"
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  echo "options: --out DIR  --epochs N (training, default 30)  --fast-epochs N (conf/fast, default 20)"
+  echo "         --skip-compile  --dry-run  --help"
 }
 
 out="${OUT:-benchmarks/gpu_check}"
 epochs=30
+fast_epochs=20
 compile=1
 dry_run=0
 while [ $# -gt 0 ]; do
@@ -31,6 +35,9 @@ while [ $# -gt 0 ]; do
     --epochs)
       [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "gpu_check.sh: --epochs needs a positive integer" >&2; exit 2; }
       epochs="$2"; shift 2 ;;
+    --fast-epochs)
+      [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "gpu_check.sh: --fast-epochs needs a positive integer" >&2; exit 2; }
+      fast_epochs="$2"; shift 2 ;;
     --skip-compile) compile=0; shift ;;
     --dry-run) dry_run=1; shift ;;
     --help|-h) usage; exit 0 ;;
@@ -50,7 +57,9 @@ steps=(
   "bench_bf16: $python ${bench[*]} --bf16 --json $out/bench_bf16.json"
 )
 [ "$compile" = 1 ] && steps+=("bench_compile: $python ${bench[*]} --bf16 --compile --json $out/bench_compile.json")
-steps+=("training: ${train[*]}")
+fast=(.venv/bin/kedro run --env fast --pipelines=train_eval --params
+  "dataset=visa,category=fryum,data_root=data/01_raw/sample,training.epochs=$fast_epochs,training.progress=false,synthesis.texture_dir=data/01_raw/sample/textures,run_suffix=/gpu_check_fast")
+steps+=("training: ${train[*]}" "fast: ${fast[*]}")
 
 if [ "$dry_run" = 1 ]; then
   printf '%s\n' "${steps[@]}"
@@ -77,5 +86,7 @@ run_step bench_bf16 "$python" "${bench[@]}" --bf16 --json "$out/bench_bf16.json"
 [ "$compile" = 1 ] && run_step bench_compile "$python" "${bench[@]}" --bf16 --compile --json "$out/bench_compile.json"
 run_step training "${train[@]}"
 cp -f data/08_reporting/visa/fryum/gpu_check/training_history.json "$out/" 2>/dev/null || true
+run_step fast "${fast[@]}"
+cp -f data/08_reporting/visa/fryum/gpu_check_fast/metrics.json "$out/fast_metrics.json" 2>/dev/null || true
 "$python" benchmarks/gpu_summary.py "$out"
 exit $status

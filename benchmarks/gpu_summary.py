@@ -70,6 +70,15 @@ def _training(folder: Path) -> dict[str, Any] | None:
     }
 
 
+def _fast(folder: Path) -> dict[str, Any] | None:
+    """The conf/fast run's metrics (step 5), when it wrote them."""
+    path = folder / "fast_metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return {name: metrics.get(name) for name in ("image_auroc", "pixel_auroc", "aupro")}
+
+
 def _goals(benches: dict[str, dict | None], training: dict | None) -> dict[str, bool | None]:
     measured = [b for b in benches.values() if b]
     inference = [b["infer_s_per_image_batch32"] for b in measured if b["infer_s_per_image_batch32"]]
@@ -96,6 +105,7 @@ def summarise(folder: Path) -> dict[str, Any]:
         "cuda_tests": _tests(folder),
         "benchmarks": benches,
         "training": training,
+        "fast": _fast(folder),
         "goals": _goals(benches, training),
     }
 
@@ -111,7 +121,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
         for key, value in (values or {}).items():
             shown = "–" if value is None else f"{value:.4g}"
             lines.append(f"| {name} {key} | {shown} |")
-    lines += ["", f"training: {summary['training']}", "", "| goal | met |", "|---|---|"]
+    lines += ["", f"training: {summary['training']}", f"conf/fast: {summary['fast']}"]
+    lines += ["", "| goal | met |", "|---|---|"]
     lines += [f"| {goal} | {met} |" for goal, met in summary["goals"].items()]
     return "\n".join(lines) + "\n"
 

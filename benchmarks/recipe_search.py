@@ -167,6 +167,36 @@ def append_row(path: Path, row: Mapping[str, Any]) -> None:
         writer.writerow({column: row.get(column, "") for column in COLUMNS})
 
 
+def markdown_table(rows: Sequence[Mapping[str, str]], trials: Mapping[str, Trial]) -> str:
+    """One line per trial, in the CSV's order: the mean of each metric over its seeds (each
+    seed's value beside it), the mean wall and training minutes, and what the trial changes."""
+    order = list(dict.fromkeys(row["trial"] for row in rows))
+    lines = [
+        "| trial | seeds | image AUROC | pixel AUROC | AUPRO | wall min | train min | what |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in order:
+        runs = [row for row in rows if row["trial"] == name]
+
+        def cell(key: str, runs: list[Mapping[str, str]] = runs) -> str:
+            values = [float(row[key]) for row in runs]
+            mean = f"{sum(values) / len(values):.3f}"
+            if len(values) == 1:
+                return mean
+            return f"{mean} ({' / '.join(f'{v:.3f}' for v in values)})"
+
+        def minutes(key: str, runs: list[Mapping[str, str]] = runs) -> str:
+            return f"{sum(float(row[key]) for row in runs) / len(runs) / 60:.1f}"
+
+        seeds = ",".join(row["seed"] for row in runs)
+        about = trials[name].about if name in trials else ""
+        lines.append(
+            f"| {name} | {seeds} | {cell('image_auroc')} | {cell('pixel_auroc')} | "
+            f"{cell('aupro')} | {minutes('wall_s')} | {minutes('train_s')} | {about} |"
+        )
+    return "\n".join(lines)
+
+
 def code_commit() -> str:
     """The project's commit, with ``+dirty`` when the working tree has changes."""
 
@@ -294,12 +324,10 @@ def search(args: argparse.Namespace) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--trials", required=True, help="comma-separated names from the trials file"
-    )
+    parser.add_argument("--trials", help="comma-separated names from the trials file")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    parser.add_argument("--data-root", required=True, help="the dataset root (MVTec layout)")
-    parser.add_argument("--category", required=True)
+    parser.add_argument("--data-root", help="the dataset root (MVTec layout)")
+    parser.add_argument("--category")
     parser.add_argument("--dataset", default="visa")
     parser.add_argument("--env", default="quick", help="Kedro environment (default quick)")
     parser.add_argument("--budget-minutes", type=float, default=10.0)
@@ -311,7 +339,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--csv", default=str(ROOT / "benchmarks" / "recipe_search.csv"), help="rows go here"
     )
+    parser.add_argument(
+        "--report", action="store_true", help="print the CSV as a Markdown table; run nothing"
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        print(markdown_table(done_rows(Path(args.csv)), load_trials(args.trials_file)))
+        return 0
+    missing = [
+        f"--{name}"
+        for name in ("trials", "data-root", "category")
+        if not getattr(args, name.replace("-", "_"))
+    ]
+    if missing:
+        parser.error(f"a search needs {', '.join(missing)} (or --report to print the table)")
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     search(args)

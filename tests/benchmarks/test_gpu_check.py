@@ -29,10 +29,14 @@ def _check(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_dry_run_prints_every_step_and_runs_nothing(tmp_path):
-    result = _check("--dry-run", "--out", str(tmp_path / "out"), "--epochs", "5")
+    result = _check(
+        "--dry-run", "--out", str(tmp_path / "out"), "--epochs", "5", "--fast-epochs", "7"
+    )
     assert result.returncode == 0, result.stderr
     steps = dict(line.split(": ", 1) for line in result.stdout.splitlines())
-    assert list(steps) == ["gpu", "tests", "bench_bf16", "bench_compile", "training"]
+    assert list(steps) == ["gpu", "tests", "bench_bf16", "bench_compile", "training", "fast"]
+    assert "--env fast --pipelines=train_eval" in steps["fast"]
+    assert "training.epochs=7" in steps["fast"]
     assert "-m cuda tests/test_cuda.py" in steps["tests"]
     assert (
         "--device cuda --recipes paper" in steps["bench_bf16"] and "--bf16" in steps["bench_bf16"]
@@ -46,7 +50,11 @@ def test_the_dry_run_prints_every_step_and_runs_nothing(tmp_path):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--bogus"], "unknown option '--bogus'"), (["--epochs", "0"], "positive integer")],
+    [
+        (["--bogus"], "unknown option '--bogus'"),
+        (["--epochs", "0"], "positive integer"),
+        (["--fast-epochs", "x"], "--fast-epochs needs a positive integer"),
+    ],
 )
 def test_bad_arguments_are_named(args, message):
     result = _check(*args)
@@ -96,7 +104,11 @@ def test_the_summary_checks_the_goals(tmp_path):
     (tmp_path / "bench_bf16.json").write_text(json.dumps({"rows": rows}))
     history = {"results": [{"losses": {"total": 1.9}}, {"losses": {"total": 0.6}}]}
     (tmp_path / "training_history.json").write_text(json.dumps(history))
+    assert summarise(tmp_path)["fast"] is None  # step 5 wrote nothing
+    fast = {"image_auroc": 0.91, "pixel_auroc": 0.95, "aupro": 0.88, "f1_max": 0.9}
+    (tmp_path / "fast_metrics.json").write_text(json.dumps(fast))
     summary = summarise(tmp_path)
+    assert summary["fast"] == {"image_auroc": 0.91, "pixel_auroc": 0.95, "aupro": 0.88}
     assert summary["gpu"] == "2.14.1 NVIDIA H200"
     assert summary["steps"]["bench_compile"] == {"ok": False, "seconds": 90}
     assert summary["cuda_tests"] == {"tests": 7, "failures": 0, "errors": 0, "skipped": 0}
@@ -110,3 +122,4 @@ def test_the_summary_checks_the_goals(tmp_path):
         "training_loss_falls": True,
     }
     assert "| bench_compile | FAILED | 90 |" in to_markdown(summary)
+    assert "conf/fast: {'image_auroc': 0.91" in to_markdown(summary)

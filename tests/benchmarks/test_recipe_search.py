@@ -113,3 +113,29 @@ def test_a_search_writes_the_runs_metrics_and_resumes_instead_of_repeating(
     assert recipe_search.main(argv) == 0  # done already: nothing runs, nothing is added
     assert len(list(csv.DictReader(csv_path.open()))) == 1
     assert len(client.search_runs([experiment])) == 2
+
+
+def test_the_report_gives_each_trial_the_mean_over_its_seeds() -> None:
+    def row(trial: str, seed: int, image: float) -> dict[str, str]:
+        values = {"image_auroc": image, "pixel_auroc": 0.9, "aupro": 0.8}
+        times = {"wall_s": 600.0, "train_s": 480.0}
+        return {
+            "trial": trial,
+            "seed": str(seed),
+            **{k: str(v) for k, v in {**values, **times}.items()},
+        }
+
+    rows = [row("a", 0, 0.80), row("b", 0, 0.90), row("a", 1, 0.86)]
+    lines = recipe_search.markdown_table(rows, {"a": Trial("a", {}, "first")}).splitlines()
+    cells = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert cells == [
+        "a", "0,1", "0.830 (0.800 / 0.860)", "0.900 (0.900 / 0.900)", "0.800 (0.800 / 0.800)",
+        "10.0", "8.0", "first",
+    ]  # fmt: skip
+    assert lines[3].startswith("| b | 0 | 0.900 | 0.900 | 0.800 |")
+
+
+def test_a_search_without_its_arguments_names_them(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        recipe_search.main(["--trials", "baseline"])
+    assert "a search needs --data-root, --category" in capsys.readouterr().err
