@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from transfusion_ad.conf_recipes import project_parameters
 from transfusion_ad.validation import ParameterError, check_parameter_keys, validate_parameters
 
 GOOD = {
@@ -68,6 +69,10 @@ def test_paper_recipe_is_valid():
         ("protocol", "authors", "default, paper"),
         ("inference.num_steps", 1, "an integer >= 2"),
         ("inference.early_exit", 0, "an integer >= 1"),
+        ("training.lr_schedule", "linear", "step, cosine"),
+        ("training.warmup_steps", -1, "an integer >= 0"),
+        ("training.ema_decay", 1.0, r"a number in \(0, 1\)"),
+        ("training.t_sampling", "late", "uniform, opaque, transparent"),
     ],
 )
 def test_each_rule_names_key_value_and_rule(key, value, rule):
@@ -124,6 +129,11 @@ def test_a_key_with_no_close_match_says_so(tmp_path):
     conf = _conf(tmp_path, "seed: 3\n")
     with pytest.raises(ParameterError, match="unknown parameter zzz_qqq: no parameter has"):
         check_parameter_keys(conf, [], {"zzz_qqq": 1})
+
+
+@pytest.mark.parametrize("env", [None, "quick", "fast", "paper"])
+def test_every_shipped_environment_passes_the_rules(project_root, env):
+    validate_parameters(project_parameters(project_root, env))
 
 
 def test_the_project_configuration_has_no_unknown_key(project_root):

@@ -61,10 +61,13 @@ def _command(pid: int) -> str:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray instance on 2 CPUs for the module; afterwards none of its processes survive."""
+    """A local Ray instance on 2 CPUs for the module; afterwards none of its processes survive.
+    Children that existed before (e.g. another test's multiprocessing resource tracker) are not
+    Ray's."""
+    before = set(_children(os.getpid()))
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2)
     yield
-    started = _children(os.getpid())
+    started = [pid for pid in _children(os.getpid()) if pid not in before]
     assert any("raylet" in _command(pid) for pid in started), "no raylet was found to check"
     ray.shutdown()
     deadline = time.monotonic() + 30
