@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness import cpu_extensions  # noqa: E402
+from transfusion_ad.validation import nest_params  # noqa: E402
 
 TRIALS_FILE = ROOT / "benchmarks" / "recipe_search.yml"
 SEARCH_TAG = "transfusion_ad.recipe_search"
@@ -122,19 +123,7 @@ def runtime_params(
         "training.progress": False,
         **trial.params,
     }
-    return nest(flat)
-
-
-def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"training.epochs": 11}`` -> ``{"training": {"epochs": 11}}``, as ``--params`` nests."""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split(".")
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
+    return nest_params(flat)
 
 
 def done_rows(path: Path) -> list[dict[str, str]]:

@@ -234,7 +234,7 @@ def unknown_parameter_problems(sources: dict[str, dict[str, Any]], known: set[st
     return problems
 
 
-def _nest(flat_or_nested: dict[str, Any]) -> dict[str, Any]:
+def nest_params(flat_or_nested: dict[str, Any]) -> dict[str, Any]:
     """Runtime parameters as a nested mapping, whether given as "a.b" keys or nested."""
     nested: dict[str, Any] = {}
     for key, value in flat_or_nested.items():
@@ -243,9 +243,9 @@ def _nest(flat_or_nested: dict[str, Any]) -> dict[str, Any]:
         for part in parents:
             node = node.setdefault(part, {})
         if isinstance(value, dict) and isinstance(node.get(leaf), dict):
-            node[leaf].update(_nest(value))
+            node[leaf].update(nest_params(value))
         else:
-            node[leaf] = _nest(value) if isinstance(value, dict) else value
+            node[leaf] = nest_params(value) if isinstance(value, dict) else value
     return nested
 
 
@@ -263,7 +263,7 @@ def check_parameter_keys(
         for path in _parameter_files(Path(conf_source) / env):
             sources[f"in {path}"] = _read_yaml(path)
     if runtime_params:
-        sources["given in --params"] = _nest(runtime_params)
+        sources["given in --params"] = nest_params(runtime_params)
     problems = unknown_parameter_problems(sources, known)
     if problems:
         raise ParameterError(

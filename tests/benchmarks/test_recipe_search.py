@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from support import copy_project
 
 from benchmarks import recipe_search
-from benchmarks.recipe_search import Trial, is_done, load_trials, nest, runtime_params, select
+from benchmarks.recipe_search import Trial, is_done, load_trials, runtime_params, select
 
 EXPERIMENT = "transfusion_ad"  # conf/base/mlflow.yml
 
@@ -34,7 +34,6 @@ def test_unknown_trials_are_refused_naming_them() -> None:
 
 
 def test_runtime_params_nest_like_kedro_params_and_give_each_run_its_folders() -> None:
-    assert nest({"a.b.c": 1, "a.d": 2, "e": 3}) == {"a": {"b": {"c": 1}, "d": 2}, "e": 3}
     trial = Trial("t", {"training.epochs": 4, "training.lr": 1e-3})
     params = runtime_params(trial, 1, "root", "fryum", "visa")
     assert params["training"]["epochs"] == 4 and params["seed"] == 1

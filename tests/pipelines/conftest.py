@@ -15,6 +15,7 @@ from transfusion_ad.conf_recipes import project_parameters
 from transfusion_ad.core.identity import flatten
 from transfusion_ad.data import index_category
 from transfusion_ad.pipeline_registry import register_pipelines
+from transfusion_ad.validation import nest_params
 
 # The tests' tiny recipe (support.TINY_RUNTIME), one epoch, never resumed.
 TINY = {**flatten(TINY_RUNTIME), "training.epochs": 1, "training.resume": False}
@@ -25,21 +26,10 @@ def load_parameters(project_root, overrides: dict[str, Any]) -> dict[str, Any]:
     return project_parameters(project_root, "quick", overrides)
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = nested
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
-
-
 @pytest.fixture(scope="session")
 def tiny_parameters(project_root, tmp_path_factory) -> dict[str, Any]:
     checkpoints = tmp_path_factory.mktemp("checkpoints")
-    overrides = _nest({**TINY, "training.checkpoint_dir": str(checkpoints)})
+    overrides = nest_params({**TINY, "training.checkpoint_dir": str(checkpoints)})
     return load_parameters(project_root, overrides)
 
 
@@ -74,7 +64,9 @@ def staged_catalog(tiny_parameters, sample_root, project_root) -> DataCatalog:
 def paper_catalog(project_root, sample_root, tmp_path_factory) -> DataCatalog:
     """train_eval under the paper protocol (``--params protocol=paper``), tiny recipe."""
     checkpoints = tmp_path_factory.mktemp("paper_checkpoints")
-    overrides = _nest({**TINY, "training.checkpoint_dir": str(checkpoints), "protocol": "paper"})
+    overrides = nest_params(
+        {**TINY, "training.checkpoint_dir": str(checkpoints), "protocol": "paper"}
+    )
     parameters = load_parameters(project_root, overrides)
     bootstrap_project(project_root)
     pipeline = register_pipelines()["train_eval"]
