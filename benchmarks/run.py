@@ -62,6 +62,8 @@ def _plan(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
         "bf16": args.bf16,
         "compile": args.compile,
         "num_steps": args.num_steps,
+        "nchw": args.nchw,
+        "no_recompute": args.no_recompute,
     }
     quick = args.quick
 
@@ -143,6 +145,12 @@ def main() -> None:
         help="optimised model in NHWC on CUDA too (always on the CPU, the library default)",
     )
     parser.add_argument("--bf16", action="store_true", help="optimised path under bf16 autocast")
+    parser.add_argument(
+        "--nchw", action="store_true", help="optimised model in NCHW on the CPU (not channels_last)"
+    )
+    parser.add_argument(
+        "--no-recompute", action="store_true", help="optimised model without the recompute trick"
+    )
     parser.add_argument(
         "--num-steps",
         type=int,

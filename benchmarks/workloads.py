@@ -86,9 +86,10 @@ def _model(spec: dict[str, Any], device: torch.device) -> TransFusionUNet:
         attention_levels=recipe["attention_levels"],
         attention="naive" if spec["path"] == "naive" else "sdpa",
     ).to(device)
-    if spec["path"] == "optimised":
+    if spec["path"] == "optimised" and not spec.get("no_recompute"):
         model.enable_recompute()  # the trainer's default; naive: plain autograd keeps all
-    if spec["path"] == "optimised" and (device.type == "cpu" or spec.get("channels_last")):
+    cpu_layout = device.type == "cpu" and not spec.get("nchw")
+    if spec["path"] == "optimised" and (cpu_layout or spec.get("channels_last")):
         model = model.to(memory_format=torch.channels_last)  # the library's CPU default
     if spec["path"] == "optimised" and spec.get("compile"):
         model = torch.compile(model)

@@ -23,6 +23,8 @@ def _args(**overrides) -> argparse.Namespace:
         "bf16": False,
         "compile": False,
         "num_steps": None,
+        "nchw": False,
+        "no_recompute": False,
         "authors_repo": None,
         "infer_batches": [8],
         "paper_inference": False,
